@@ -1,0 +1,32 @@
+# es: event store extension for PostgreSQL (PGXS build)
+
+EXTENSION = es
+MODULE_big = es
+OBJS = src/es.o src/horizon.o src/append.o src/read.o
+DATA = $(wildcard sql/es--*.sql)
+PGFILEDESC = "es - event store with CQRS read models"
+
+# Tests: pg_regress inputs in test/sql, isolation specs in test/specs, both
+# with expected output in expected/ (test/expected links there).
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=es
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=es
+
+PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+ifdef WERROR
+PG_CPPFLAGS += -Werror
+endif
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# TAP tests (test/t) need an unprivileged user: initdb refuses root.
+PG_TAP_PERL = $(dir $(PGXS))../../src/test/perl
+.PHONY: tapcheck
+tapcheck:
+	rm -rf '$(CURDIR)'/tmp_check
+	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='6$(DEF_PGPORT)' \
+	PG_REGRESS='$(dir $(PGXS))../../src/test/regress/pg_regress' \
+	$(PROVE) -I $(PG_TAP_PERL) -I test/t $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)

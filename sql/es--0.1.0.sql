@@ -1,0 +1,224 @@
+/* es--0.1.0.sql: the event store's schema, types and functions */
+
+\echo Use "CREATE EXTENSION es" to load this file. \quit
+
+-- Every object lives in schema es (created by CREATE EXTENSION, schema = es).
+
+-- ---------------------------------------------------------------------------
+-- Storage
+-- ---------------------------------------------------------------------------
+
+-- Positions come from a sequence with CACHE 1, so nextval() is monotonic in
+-- time across backends; the gap-safe reads depend on that.
+CREATE SEQUENCE es.events_global_position_seq AS bigint CACHE 1 NO CYCLE;
+
+CREATE TABLE es.events (
+    global_position bigint      NOT NULL,
+    stream_id       text        NOT NULL,
+    stream_version  bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    event_type      text        NOT NULL,
+    schema_version  int         NOT NULL,
+    data            jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL,
+    recorded_at     timestamptz NOT NULL,
+    xid             xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    CONSTRAINT events_pkey PRIMARY KEY (stream_id, stream_version),
+    CONSTRAINT events_stream_version_check CHECK (stream_version >= 1),
+    CONSTRAINT events_schema_version_check CHECK (schema_version >= 1),
+    CONSTRAINT events_stream_id_check CHECK (stream_id <> ''),
+    CONSTRAINT events_event_type_check CHECK (event_type <> '')
+);
+
+-- Idempotency: an event id appears at most once in a stream.  Every unique
+-- index includes stream_id, so the table can be distributed by stream_id.
+CREATE UNIQUE INDEX events_stream_event_id_key ON es.events (stream_id, event_id);
+
+-- Global reads: positions are unique by construction (one sequence), so a
+-- plain btree suffices.
+CREATE INDEX events_global_position_idx ON es.events (global_position);
+
+-- Category reads: the category is the part of the stream id before the first
+-- '-'.  The read functions use exactly this expression.
+CREATE INDEX events_category_position_idx
+    ON es.events (split_part(stream_id, '-', 1), global_position);
+
+COMMENT ON TABLE es.events IS
+    'The append-only event log. Written only by es.append*, never updated or deleted.';
+COMMENT ON COLUMN es.events.global_position IS
+    'Position in the global log: unique, increasing with stream_version inside a stream.';
+COMMENT ON COLUMN es.events.stream_version IS
+    'The event''s version in its stream: 1 for the first event, contiguous.';
+COMMENT ON COLUMN es.events.xid IS
+    'The appending transaction, used by gap-safe reads when es is not preloaded.';
+COMMENT ON SEQUENCE es.events_global_position_seq IS
+    'Allocates es.events.global_position; taken only by the append functions.';
+
+-- pg_dump keeps the events and the position counter.
+SELECT pg_catalog.pg_extension_config_dump('es.events', '');
+SELECT pg_catalog.pg_extension_config_dump('es.events_global_position_seq', '');
+
+-- ---------------------------------------------------------------------------
+-- Types
+-- ---------------------------------------------------------------------------
+
+CREATE TYPE es.event AS (
+    global_position bigint,
+    stream_id       text,
+    stream_version  bigint,
+    event_id        uuid,
+    event_type      text,
+    schema_version  int,
+    data            jsonb,
+    metadata        jsonb,
+    recorded_at     timestamptz
+);
+COMMENT ON TYPE es.event IS 'An event as returned by the read functions (upcast to its newest schema).';
+
+CREATE TYPE es.new_event AS (
+    event_type     text,
+    data           jsonb,
+    metadata       jsonb,
+    event_id       uuid,
+    schema_version int
+);
+COMMENT ON TYPE es.new_event IS 'An event to append; build it with es.new_event(...).';
+
+CREATE FUNCTION es.new_event(
+    event_type text,
+    data jsonb,
+    metadata jsonb DEFAULT NULL,
+    event_id uuid DEFAULT NULL,
+    schema_version int DEFAULT 1)
+RETURNS es.new_event
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ROW(event_type, data, metadata, event_id, schema_version)::es.new_event;
+COMMENT ON FUNCTION es.new_event(text, jsonb, jsonb, uuid, int) IS
+    'Builds an es.new_event; NULL metadata becomes {}, a NULL event_id a fresh UUID and a NULL schema_version 1 when appended.';
+
+-- ---------------------------------------------------------------------------
+-- Append-only guard
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es.events_guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'es_events_guard' LANGUAGE C;
+COMMENT ON FUNCTION es.events_guard() IS
+    'Trigger function that rejects UPDATE, DELETE and TRUNCATE on es.events.';
+
+CREATE TRIGGER events_no_update_delete
+    BEFORE UPDATE OR DELETE ON es.events
+    FOR EACH ROW EXECUTE FUNCTION es.events_guard();
+CREATE TRIGGER events_no_truncate
+    BEFORE TRUNCATE ON es.events
+    FOR EACH STATEMENT EXECUTE FUNCTION es.events_guard();
+-- Fire even under session_replication_role = replica.
+ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_update_delete;
+ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_truncate;
+
+-- ---------------------------------------------------------------------------
+-- Append
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es.append(
+    stream_id text,
+    events es.new_event[],
+    expected_version bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_append'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION es.append(text, es.new_event[], bigint) IS
+    'Appends events atomically to a stream if its version matches expected_version (NULL any, 0 none, -1 some, N exactly N); returns the new version.';
+
+CREATE FUNCTION es.append_json(
+    stream_id text,
+    events jsonb,
+    expected_version bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_append_json'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION es.append_json(text, jsonb, bigint) IS
+    'es.append for a JSON array of {"type","data","metadata","id","schema_version"} objects.';
+
+CREATE FUNCTION es.append_event(
+    stream_id text,
+    event_type text,
+    data jsonb,
+    metadata jsonb DEFAULT NULL,
+    expected_version bigint DEFAULT NULL,
+    event_id uuid DEFAULT NULL,
+    schema_version int DEFAULT 1)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_append_event'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION es.append_event(text, text, jsonb, jsonb, bigint, uuid, int) IS
+    'Appends one event; the same rules as es.append.';
+
+-- ---------------------------------------------------------------------------
+-- Read
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es.read_stream(
+    stream_id text,
+    from_version bigint DEFAULT 1,
+    max_count bigint DEFAULT NULL,
+    backwards boolean DEFAULT false,
+    as_of timestamptz DEFAULT NULL)
+RETURNS SETOF es.event
+AS 'MODULE_PATHNAME', 'es_read_stream'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION es.read_stream(text, bigint, bigint, boolean, timestamptz) IS
+    'Events of a stream with version >= from_version, oldest first (newest first when backwards), at most max_count, recorded at or before as_of.';
+
+CREATE FUNCTION es.read_all(
+    from_position bigint DEFAULT 0,
+    max_count bigint DEFAULT 1000,
+    event_types text[] DEFAULT NULL)
+RETURNS SETOF es.event
+AS 'MODULE_PATHNAME', 'es_read_all'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es.read_all(bigint, bigint, text[]) IS
+    'Gap-safe global read: events after from_position in position order; never returns a position while a smaller one may still commit.';
+
+CREATE FUNCTION es.read_category(
+    category text,
+    from_position bigint DEFAULT 0,
+    max_count bigint DEFAULT 1000,
+    consumer_group_member int DEFAULT NULL,
+    consumer_group_size int DEFAULT NULL)
+RETURNS SETOF es.event
+AS 'MODULE_PATHNAME', 'es_read_category'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es.read_category(text, bigint, bigint, int, int) IS
+    'Gap-safe read of one category (stream id prefix before the first -), optionally the share of one consumer group member.';
+
+CREATE FUNCTION es.stream_version(stream_id text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_stream_version'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION es.stream_version(text) IS
+    'The stream''s current version: the number of its events, 0 when it has none.';
+
+CREATE FUNCTION es.last_event(stream_id text, event_type text DEFAULT NULL)
+RETURNS es.event
+AS 'MODULE_PATHNAME', 'es_last_event'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION es.last_event(text, text) IS
+    'The stream''s last event (of event_type, when given), or NULL.';
+
+CREATE FUNCTION es.category(stream_id text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN split_part(stream_id, '-', 1);
+COMMENT ON FUNCTION es.category(text) IS
+    'The category of a stream id: the part before the first -.';
+
+-- ---------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; see the README for role recipes.
+-- ---------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA es FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA es FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC;

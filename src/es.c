@@ -1,0 +1,141 @@
+/*-------------------------------------------------------------------------
+ *
+ * es.c
+ *	  Module initialization, GUCs, catalog lookups and the append-only guard.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "es.h"
+
+PG_MODULE_MAGIC;
+
+bool		es_notify = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Cached OID of es.events_global_position_seq; reset on relcache flush */
+static Oid	cached_sequence_oid = InvalidOid;
+
+void		_PG_init(void);
+
+/* Chain to the shared memory request of the horizon */
+static void
+es_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	HorizonShmemRequest();
+}
+
+/* Chain to the shared memory start-up of the horizon */
+static void
+es_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	HorizonShmemStartup();
+}
+
+/* Forget cached OIDs when their relation (or everything) is invalidated */
+static void
+es_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_sequence_oid)
+		cached_sequence_oid = InvalidOid;
+}
+
+/*
+ * Module load: GUCs, and with shared_preload_libraries the shared memory of
+ * the gap-safe horizon.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("es.notify",
+							 "Sends NOTIFY es_events after each append.",
+							 "Off by default: NOTIFY serializes committing transactions.",
+							 &es_notify,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	MarkGUCPrefixReserved("es");
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = es_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = es_shmem_startup;
+	}
+
+	CacheRegisterRelcacheCallback(es_relcache_callback, (Datum) 0);
+	HorizonInit();
+}
+
+/* The OID of the position sequence, looked up once per backend */
+Oid
+es_sequence_oid(void)
+{
+	if (!OidIsValid(cached_sequence_oid))
+	{
+		Oid			nsp = get_namespace_oid("es", false);
+
+		cached_sequence_oid = get_relname_relid("events_global_position_seq", nsp);
+		if (!OidIsValid(cached_sequence_oid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("sequence es.events_global_position_seq does not exist"),
+					 errhint("Is the extension es installed in this database?")));
+	}
+	return cached_sequence_oid;
+}
+
+PG_FUNCTION_INFO_V1(es_events_guard);
+
+/*
+ * Trigger on es.events: the log is append-only, for every role, superuser
+ * included.  The triggers are ENABLE ALWAYS, so session_replication_role
+ * does not switch them off.
+ */
+Datum
+es_events_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *what;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("es.events_guard() must be called as a trigger")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		what = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		what = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		what = "TRUNCATE";
+	else
+		what = "this operation";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("es.events is append-only: %s is not allowed", what),
+			 errdetail("Stored events are never changed or removed."),
+			 errhint("Append new events with es.append() instead.")));
+	PG_RETURN_NULL();
+}

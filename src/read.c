@@ -1,0 +1,412 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  es.read_stream, es.read_all, es.read_category, es.stream_version,
+ *	  es.last_event.
+ *
+ * Every read goes through read_events(), which runs one cached plan through
+ * a cursor and emits each row; that is the single place where events leave
+ * the store, and so the place where upcasting applies.  Global and category
+ * reads are gap-safe: they read with a snapshot taken together with the
+ * horizon of horizon.c and stop below it.  Without preload there is no
+ * horizon, and they fall back to reading only events whose transaction is
+ * below the snapshot's xmin.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+
+#include "es.h"
+
+#define READ_BATCH	1000
+
+#define READ_COLUMNS \
+	"global_position, stream_id, stream_version, event_id, event_type, " \
+	"schema_version, data, metadata, recorded_at"
+
+/* The plans of this file, prepared once per backend */
+typedef enum ReadPlan
+{
+	READ_STREAM_FORWARD,
+	READ_STREAM_BACKWARD,
+	READ_ALL,
+	READ_ALL_XMIN,
+	READ_CATEGORY,
+	READ_CATEGORY_XMIN,
+	READ_LAST_EVENT,
+	READ_NPLANS
+} ReadPlan;
+
+static SPIPlanPtr read_plans[READ_NPLANS];
+
+/*
+ * Gap-safe reads with preload stop below $2 (the horizon).  Without preload
+ * the _XMIN variants keep only events whose transaction is below the xmin of
+ * the statement's snapshot (an InitPlan, computed once).
+ */
+#define XMIN_RULE " AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
+
+#define ALL_QUERY(rule) \
+	"SELECT " READ_COLUMNS " FROM es.events " \
+	"WHERE global_position > $1 AND global_position < $2" rule \
+	" AND ($3::text[] IS NULL OR event_type = ANY ($3)) " \
+	"ORDER BY global_position LIMIT $4"
+
+#define CATEGORY_QUERY(rule) \
+	"SELECT " READ_COLUMNS " FROM es.events " \
+	"WHERE split_part(stream_id, '-', 1) = $5 " \
+	"AND global_position > $1 AND global_position < $2" rule \
+	" AND ($7::int IS NULL OR " \
+	"(hashtextextended(stream_id, 0) & 9223372036854775807) % $7 = $6) " \
+	"ORDER BY global_position LIMIT $4"
+
+/* SQL text and argument types of each plan */
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[7];
+}			read_plan_defs[READ_NPLANS] =
+{
+	[READ_STREAM_FORWARD] = {
+		"SELECT " READ_COLUMNS " FROM es.events "
+		"WHERE stream_id = $1 AND stream_version >= $2 "
+		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
+		"ORDER BY stream_version LIMIT $4",
+		4, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID}
+	},
+	[READ_STREAM_BACKWARD] = {
+		"SELECT " READ_COLUMNS " FROM es.events "
+		"WHERE stream_id = $1 AND stream_version >= $2 "
+		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
+		"ORDER BY stream_version DESC LIMIT $4",
+		4, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID}
+	},
+	[READ_ALL] = {ALL_QUERY(""), 4, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID}},
+	[READ_ALL_XMIN] = {ALL_QUERY(XMIN_RULE), 4, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID}},
+	[READ_CATEGORY] = {
+		CATEGORY_QUERY(""), 7,
+		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID}
+	},
+	[READ_CATEGORY_XMIN] = {
+		CATEGORY_QUERY(XMIN_RULE), 7,
+		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID}
+	},
+	[READ_LAST_EVENT] = {
+		"SELECT " READ_COLUMNS " FROM es.events "
+		"WHERE stream_id = $1 AND ($2::text IS NULL OR event_type = $2) "
+		"ORDER BY stream_version DESC LIMIT 1",
+		2, {TEXTOID, TEXTOID}
+	},
+};
+
+/* A cached plan, prepared on first use (inside SPI) */
+static SPIPlanPtr
+read_plan(ReadPlan which)
+{
+	if (read_plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(read_plan_defs[which].sql,
+									   read_plan_defs[which].nargs,
+									   (Oid *) read_plan_defs[which].types);
+
+		if (plan == NULL)
+			elog(ERROR, "es: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "es: SPI_keepplan failed");
+		read_plans[which] = plan;
+	}
+	return read_plans[which];
+}
+
+/* Check a stream id argument of a read function */
+static text *
+read_stream_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *stream_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream_id must not be null")));
+	stream_id = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(stream_id) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_id must not be empty")));
+	return stream_id;
+}
+
+/* max_count: NULL means no limit; negative is an error */
+static Datum
+read_max_count_arg(FunctionCallInfo fcinfo, int argno, char *null)
+{
+	int64		max_count;
+
+	*null = ' ';
+	if (PG_ARGISNULL(argno))
+	{
+		*null = 'n';
+		return (Datum) 0;
+	}
+	max_count = PG_GETARG_INT64(argno);
+	if (max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative, not " INT64_FORMAT, max_count)));
+	return Int64GetDatum(max_count);
+}
+
+/*
+ * Run a read plan and return its events as the function's result set.
+ * "snapshot" is the snapshot to read with, or NULL for the statement's.
+ */
+static void
+read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
+			const char *nulls, Snapshot snapshot)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Portal		portal;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+
+	if (snapshot)
+		PushActiveSnapshot(snapshot);
+	portal = SPI_cursor_open(NULL, read_plan(which), values, nulls, true);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, READ_BATCH);
+		if (SPI_processed == 0)
+			break;
+		/* events leave the store here: upcasting will apply at this point */
+		for (i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	if (snapshot)
+		PopActiveSnapshot();
+
+	SPI_finish();
+}
+
+PG_FUNCTION_INFO_V1(es_read_stream);
+
+/* es.read_stream(stream_id, from_version, max_count, backwards, as_of) */
+Datum
+es_read_stream(PG_FUNCTION_ARGS)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int64		from_version = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
+	bool		backwards = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+
+	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
+	if (from_version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_version must not be negative, not " INT64_FORMAT, from_version)));
+	values[1] = Int64GetDatum(from_version);
+	values[2] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	nulls[2] = PG_ARGISNULL(4) ? 'n' : ' ';
+	values[3] = read_max_count_arg(fcinfo, 2, &nulls[3]);
+
+	read_events(fcinfo, backwards ? READ_STREAM_BACKWARD : READ_STREAM_FORWARD,
+				values, nulls, NULL);
+	return (Datum) 0;
+}
+
+/*
+ * Shared part of the gap-safe reads: values[0..3] are from_position (the
+ * argument number from_arg), the horizon, event types and max_count (the
+ * next argument); the category read adds its own.
+ */
+static void
+read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
+			  ReadPlan xmin_rule, Datum *values, char *nulls)
+{
+	int64		from_position = PG_ARGISNULL(from_arg) ? 0 : PG_GETARG_INT64(from_arg);
+	int64		horizon;
+	Snapshot	snap;
+
+	if (from_position < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_position must not be negative, not " INT64_FORMAT,
+						from_position)));
+	values[0] = Int64GetDatum(from_position);
+	values[3] = read_max_count_arg(fcinfo, from_arg + 1, &nulls[3]);
+
+	snap = horizon_snapshot(&horizon);
+	values[1] = Int64GetDatum(horizon);
+	PG_TRY();
+	{
+		read_events(fcinfo, horizon_enabled() ? plain : xmin_rule,
+					values, nulls, snap);
+	}
+	PG_FINALLY();
+	{
+		UnregisterSnapshot(snap);
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(es_read_all);
+
+/* es.read_all(from_position, max_count, event_types) */
+Datum
+es_read_all(PG_FUNCTION_ARGS)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	read_gap_safe(fcinfo, 0, READ_ALL, READ_ALL_XMIN, values, nulls);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_read_category);
+
+/*
+ * es.read_category(category, from_position, max_count,
+ *					consumer_group_member, consumer_group_size)
+ */
+Datum
+es_read_category(PG_FUNCTION_ARGS)
+{
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', 'n', ' ', ' ', 'n', 'n'};
+	text	   *category;
+	char	   *cat;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("category must not be null")));
+	category = PG_GETARG_TEXT_PP(0);
+	cat = text_to_cstring(category);
+	if (cat[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category must not be empty")));
+	if (strchr(cat, '-') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("category \"%s\" must not contain \"-\"", cat),
+				 errdetail("A stream's category is the part of its id before the first \"-\".")));
+	values[4] = PointerGetDatum(category);
+
+	if (PG_ARGISNULL(3) != PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer_group_member and consumer_group_size must be given together")));
+	if (!PG_ARGISNULL(3))
+	{
+		int32		member = PG_GETARG_INT32(3);
+		int32		size = PG_GETARG_INT32(4);
+
+		if (size < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("consumer_group_size must be at least 1, not %d", size)));
+		if (member < 0 || member >= size)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("consumer_group_member must be between 0 and %d, not %d",
+							size - 1, member)));
+		values[5] = Int32GetDatum(member);
+		values[6] = Int32GetDatum(size);
+		nulls[5] = nulls[6] = ' ';
+	}
+	values[2] = (Datum) 0;
+	read_gap_safe(fcinfo, 1, READ_CATEGORY, READ_CATEGORY_XMIN, values, nulls);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_stream_version);
+
+/* es.stream_version(stream_id): the number of events in the stream */
+Datum
+es_stream_version(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	char		nulls[2] = {' ', 'n'};
+	int64		version = 0;
+
+	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
+	values[1] = (Datum) 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "es: stream version query failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	SPI_finish();
+	PG_RETURN_INT64(version);
+}
+
+PG_FUNCTION_INFO_V1(es_last_event);
+
+/* es.last_event(stream_id, event_type): the stream's last event, or NULL */
+Datum
+es_last_event(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	TupleDesc	desc;
+	MemoryContext caller = CurrentMemoryContext;
+	HeapTuple	result = NULL;
+
+	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "es: last_event must return a composite type");
+	desc = BlessTupleDesc(desc);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "es: last event query failed");
+	if (SPI_processed > 0)
+	{
+		Datum		v[9];
+		bool		n[9];
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		/* events leave the store here: upcasting will apply at this point */
+		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, v, n);
+		result = heap_form_tuple(desc, v, n);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
