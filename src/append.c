@@ -328,12 +328,16 @@ append_column(AppendEvent *events, int n, size_t offset, Oid elemtype)
  * succeeds as a repeat of an earlier one and returns the version they were
  * written at; if some are, or differ, it is an idempotency mismatch (ES002);
  * if none are, returns -1 and the caller reports the original problem.
+ * "inserted" events of this very call are in the stream already (an insert
+ * that skipped some conflicting rows); the error discards them.
  */
 static int64
-append_check_overlap(text *stream_id, AppendEvent *events, int n)
+append_check_overlap(text *stream_id, AppendEvent *events, int n,
+					 uint64 inserted)
 {
 	Datum		values[6];
 	int64		first_version = 0;
+	uint64		found;
 	uint64		i;
 
 	values[0] = PointerGetDatum(stream_id);
@@ -344,10 +348,11 @@ append_check_overlap(text *stream_id, AppendEvent *events, int n)
 	values[5] = append_column(events, n, offsetof(AppendEvent, metadata), JSONBOID);
 
 	append_execute_latest(overlap_plan, values, 0);
-	if (SPI_processed == 0)
+	found = SPI_processed;
+	if (found == 0)
 		return -1;
 
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < found; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -369,13 +374,19 @@ append_check_overlap(text *stream_id, AppendEvent *events, int n)
 		if (ord != (int64) i + 1 || version != first_version + (int64) i)
 			break;
 	}
-	if (SPI_processed != (uint64) n || i < SPI_processed)
+	if (found - inserted < (uint64) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
 				 errmsg("append to stream \"%s\" partly repeats events already stored",
 						text_to_cstring(stream_id)),
-				 errdetail("%d of the %d events are already in the stream, or not in the same order.",
-						   (int) SPI_processed, n),
+				 errdetail("%d of the %d events are already in the stream.",
+						   (int) (found - inserted), n),
+				 errhint("Re-append exactly the events of the earlier call, or only new events.")));
+	if (i < found)
+		ereport(ERROR,
+				(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
+				 errmsg("append to stream \"%s\" repeats events already stored, in another order",
+						text_to_cstring(stream_id)),
 				 errhint("Re-append exactly the events of the earlier call, or only new events.")));
 	return first_version + n - 1;
 }
@@ -452,7 +463,7 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		!(expected == version ||
 		  (expected == -1 && version > 0)))
 	{
-		int64		repeat = ids_given ? append_check_overlap(stream_id, events, n) : -1;
+		int64		repeat = ids_given ? append_check_overlap(stream_id, events, n, 0) : -1;
 
 		if (repeat < 0)
 			append_wrong_version(stream_id, expected, version);
@@ -509,7 +520,7 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		 * events sit below the new ones, so versions cannot be contiguous
 		 * in call order), and the error discards it.
 		 */
-		result = append_check_overlap(stream_id, events, n);
+		result = append_check_overlap(stream_id, events, n, SPI_processed);
 		if (result < 0)
 			elog(ERROR, "es: conflicting insert into stream \"%s\" without a stored event",
 				 text_to_cstring(stream_id));

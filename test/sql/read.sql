@@ -1,0 +1,108 @@
+-- read.sql: es.read_stream, es.read_all, es.read_category, es.stream_version, es.last_event
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS es;
+RESET client_min_messages;
+
+SELECT es.append('rd-1', ARRAY[
+    es.new_event('Opened', '{"owner": "ann"}'),
+    es.new_event('Deposited', '{"amount": 100}'),
+    es.new_event('Withdrawn', '{"amount": 30}'),
+    es.new_event('Deposited', '{"amount": 5}')]);
+-- positions are printed relative to the first position of this test
+SELECT min(global_position) - 1 AS base FROM es.events WHERE stream_id = 'rd-1' \gset
+SELECT es.append_event('rdx-1', 'Opened', '{}');
+SELECT es.append_event('rd-2', 'Opened', '{"owner": "bob"}');
+SELECT es.append_event('rd-2', 'Deposited', '{"amount": 1}');
+SELECT es.append_event('rd', 'Opened', '{"note": "a stream without a dash is its own category"}');
+
+-- read_stream: forward, from_version, max_count, backwards
+SELECT stream_version, event_type, data FROM es.read_stream('rd-1');
+SELECT stream_version FROM es.read_stream('rd-1', 2);
+SELECT stream_version FROM es.read_stream('rd-1', 2, 2);
+SELECT stream_version FROM es.read_stream('rd-1', backwards => true);
+SELECT stream_version FROM es.read_stream('rd-1', backwards => true, max_count => 1);
+SELECT stream_version FROM es.read_stream('rd-1', 3, 10, true);
+SELECT stream_version FROM es.read_stream('rd-1', max_count => 0);
+SELECT stream_version FROM es.read_stream('rd-1', 5);
+SELECT count(*) FROM es.read_stream('rd-none');
+-- the returned columns are the es.event type
+SELECT (e).stream_id, (e).stream_version, (e).global_position - :base AS pos
+  FROM (SELECT es.read_stream('rd-2') AS e) s;
+
+-- as_of: the stream as it was at a time (recorded_at is the transaction time)
+SELECT es.append_event('rd-3', 'Opened', '{}');
+SELECT now() AS t1 \gset
+SELECT pg_sleep(0.01);
+SELECT es.append_event('rd-3', 'Renamed', '{}');
+SELECT stream_version, event_type FROM es.read_stream('rd-3', as_of => :'t1');
+SELECT stream_version, event_type FROM es.read_stream('rd-3', as_of => now());
+SELECT stream_version FROM es.read_stream('rd-3', as_of => :'t1'::timestamptz - interval '1 hour');
+SELECT stream_version FROM es.read_stream('rd-3', backwards => true, max_count => 1, as_of => :'t1');
+
+-- read_all: after a position, in position order, limited, type filter
+SELECT global_position - :base AS pos, stream_id, stream_version, event_type
+  FROM es.read_all(:base) WHERE stream_id LIKE 'rd%';
+SELECT global_position - :base AS pos FROM es.read_all(:base + 3, 2);
+SELECT global_position - :base AS pos, event_type
+  FROM es.read_all(:base, 100, ARRAY['Withdrawn', 'Renamed']);
+SELECT count(*) FROM es.read_all(:base, 0);
+SELECT bool_and(global_position > :base + 5) FROM es.read_all(:base + 5);
+-- max_count defaults to 1000; NULL means no limit
+SELECT count(*) <= 1000 FROM es.read_all();
+SELECT count(*) = (SELECT count(*) FROM es.events) FROM es.read_all(0, NULL);
+
+-- read_category: the part before the first '-'
+SELECT global_position - :base AS pos, stream_id, stream_version
+  FROM es.read_category('rd', :base);
+SELECT stream_id FROM es.read_category('rdx', :base);
+SELECT global_position - :base AS pos FROM es.read_category('rd', :base + 2, 2);
+SELECT es.category('rd-1'), es.category('rd'), es.category('a-b-c');
+
+-- consumer groups: each event goes to exactly one member, by stream
+SELECT count(es.append_event('grp-' || i, 'Tick', jsonb_build_object('i', i)))
+  FROM generate_series(1, 40) i;
+SELECT count(*) AS total,
+       count(DISTINCT member) = 3 AS all_members_used,
+       bool_and(n_members = 1) AS stream_in_one_member
+  FROM (SELECT stream_id, count(DISTINCT m) AS n_members, min(m) AS member
+          FROM (SELECT 0 AS m, stream_id FROM es.read_category('grp', 0, NULL, 0, 3)
+                UNION ALL
+                SELECT 1, stream_id FROM es.read_category('grp', 0, NULL, 1, 3)
+                UNION ALL
+                SELECT 2, stream_id FROM es.read_category('grp', 0, NULL, 2, 3)) x
+         GROUP BY stream_id) y;
+-- a group of one gets everything
+SELECT count(*) FROM es.read_category('grp', 0, NULL, 0, 1);
+
+-- stream_version and last_event
+SELECT es.stream_version('rd-1'), es.stream_version('rd-none');
+SELECT (es.last_event('rd-1')).stream_version, (es.last_event('rd-1')).event_type;
+SELECT (es.last_event('rd-1', 'Withdrawn')).stream_version;
+SELECT es.last_event('rd-1', 'Nope') IS NULL AS no_such_type,
+       es.last_event('rd-none') IS NULL AS no_such_stream;
+
+-- bad input
+\set VERBOSITY sqlstate
+SELECT * FROM es.read_stream(NULL);
+SELECT * FROM es.read_stream('');
+SELECT * FROM es.read_stream('rd-1', -1);
+SELECT * FROM es.read_stream('rd-1', 1, -1);
+SELECT * FROM es.read_all(-1);
+SELECT * FROM es.read_all(0, -1);
+SELECT * FROM es.read_category(NULL);
+SELECT * FROM es.read_category('');
+SELECT * FROM es.read_category('rd-1');
+SELECT * FROM es.read_category('rd', 0, -5);
+SELECT * FROM es.read_category('rd', 0, 10, 3, 3);
+SELECT * FROM es.read_category('rd', 0, 10, -1, 3);
+SELECT * FROM es.read_category('rd', 0, 10, 0, 0);
+SELECT * FROM es.read_category('rd', 0, 10, 0, NULL);
+SELECT * FROM es.read_category('rd', 0, 10, NULL, 2);
+SELECT es.stream_version(NULL);
+SELECT es.stream_version('');
+SELECT es.last_event(NULL);
+\set VERBOSITY default
+SELECT * FROM es.read_category('rd-1');
+SELECT * FROM es.read_category('rd', 0, 10, 3, 3);
+SELECT * FROM es.read_stream('rd-1', 1, -1);
+
