@@ -115,6 +115,19 @@ CREATE TRIGGER events_no_truncate
 ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_update_delete;
 ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_truncate;
 
+-- And nobody switches them off: DISABLE TRIGGER, a demotion from ALWAYS and
+-- DROP TRIGGER on es.events are refused (the extension's scripts excepted).
+CREATE FUNCTION es.ddl_guard() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'es_ddl_guard' LANGUAGE C;
+COMMENT ON FUNCTION es.ddl_guard() IS
+    'Event trigger function that keeps the append-only triggers of es.events in place.';
+CREATE EVENT TRIGGER es_ddl_guard ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP TRIGGER')
+    EXECUTE FUNCTION es.ddl_guard();
+ALTER EVENT TRIGGER es_ddl_guard ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER es_ddl_guard IS
+    'Refuses DDL that would disable or drop the append-only triggers of es.events.';
+
 -- ---------------------------------------------------------------------------
 -- Append
 -- ---------------------------------------------------------------------------

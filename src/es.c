@@ -10,12 +10,15 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "commands/event_trigger.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
+#include "nodes/makefuncs.h"
 #include "utils/lsyscache.h"
 
 #include "es.h"
@@ -137,5 +140,91 @@ es_events_guard(PG_FUNCTION_ARGS)
 			 errmsg("es.events is append-only: %s is not allowed", what),
 			 errdetail("Stored events are never changed or removed."),
 			 errhint("Append new events with es.append() instead.")));
+	PG_RETURN_NULL();
+}
+
+/* True when "rv" names es.events */
+static bool
+guard_is_events(RangeVar *rv)
+{
+	Oid			nsp = get_namespace_oid("es", true);
+
+	return OidIsValid(nsp) &&
+		RangeVarGetRelid(rv, NoLock, true) == get_relname_relid("events", nsp);
+}
+
+/* Refuse a DDL command that would switch off the append-only triggers */
+static void
+guard_refuse_ddl(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("es.events is append-only: %s is not allowed", what),
+			 errdetail("The triggers that keep es.events append-only cannot be disabled or dropped.")));
+}
+
+PG_FUNCTION_INFO_V1(es_ddl_guard);
+
+/*
+ * Event trigger (ddl_command_start): the append-only triggers on es.events
+ * cannot be disabled, demoted from ENABLE ALWAYS, or dropped, except by the
+ * extension's own scripts.
+ */
+Datum
+es_ddl_guard(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("es.ddl_guard() must be called as an event trigger")));
+	if (creating_extension)
+		PG_RETURN_NULL();
+
+	trigdata = (EventTriggerData *) fcinfo->context;
+	if (IsA(trigdata->parsetree, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) trigdata->parsetree;
+
+		if (!guard_is_events(stmt->relation))
+			PG_RETURN_NULL();
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+			switch (cmd->subtype)
+			{
+				case AT_EnableTrig:
+				case AT_EnableReplicaTrig:
+				case AT_DisableTrig:
+				case AT_EnableTrigAll:
+				case AT_DisableTrigAll:
+				case AT_EnableTrigUser:
+				case AT_DisableTrigUser:
+					guard_refuse_ddl("changing its triggers");
+					break;
+				default:
+					break;
+			}
+		}
+	}
+	else if (IsA(trigdata->parsetree, DropStmt))
+	{
+		DropStmt   *stmt = (DropStmt *) trigdata->parsetree;
+
+		if (stmt->removeType != OBJECT_TRIGGER)
+			PG_RETURN_NULL();
+		foreach(lc, stmt->objects)
+		{
+			List	   *names = list_copy(castNode(List, lfirst(lc)));
+
+			/* the last name is the trigger's, the others the table's */
+			names = list_truncate(names, list_length(names) - 1);
+			if (guard_is_events(makeRangeVarFromNameList(names)))
+				guard_refuse_ddl("dropping its triggers");
+		}
+	}
 	PG_RETURN_NULL();
 }

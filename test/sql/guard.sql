@@ -15,6 +15,26 @@ SET session_replication_role = replica;
 UPDATE es.events SET data = '{"hacked": true}' WHERE stream_id = 'gd-1';
 DELETE FROM es.events WHERE stream_id = 'gd-1';
 RESET session_replication_role;
+-- and the triggers cannot be switched off or dropped
+ALTER TABLE es.events DISABLE TRIGGER events_no_update_delete;
+ALTER TABLE es.events DISABLE TRIGGER ALL;
+ALTER TABLE es.events DISABLE TRIGGER USER;
+ALTER TABLE es.events ENABLE TRIGGER events_no_truncate;
+ALTER TABLE es.events ENABLE REPLICA TRIGGER events_no_truncate;
+DROP TRIGGER events_no_update_delete ON es.events;
+DROP TRIGGER IF EXISTS events_no_truncate ON es.events;
+SET session_replication_role = replica;
+ALTER TABLE es.events DISABLE TRIGGER ALL;
+RESET session_replication_role;
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'es.events'::regclass ORDER BY tgname;
+-- other DDL on other tables is not affected
+CREATE TABLE gd_other (id int);
+CREATE TRIGGER gd_other_trg BEFORE DELETE ON gd_other
+    FOR EACH ROW EXECUTE FUNCTION es.events_guard();
+ALTER TABLE gd_other DISABLE TRIGGER ALL;
+DROP TRIGGER gd_other_trg ON gd_other;
+DROP TABLE gd_other;
 SELECT count(*) = :n AS intact, (SELECT data FROM es.events WHERE stream_id = 'gd-1')
   FROM es.events;
 
