@@ -5,12 +5,13 @@
  *	  and exact idempotency on an append-only log.
  *
  * An append locks its stream (a transaction-scoped lock on a hash of the
- * stream id: never wider than one stream), reads the stream's version with
- * the latest snapshot, checks the expected version, takes global positions
- * from the sequence under the gap-safe horizon (horizon.c), and inserts all
- * events with one cached plan.  The primary key (stream_id, stream_version)
- * backs the lock up; the unique index (stream_id, event_id) detects
- * re-appended events, which are then compared with what is stored.
+ * stream id: never wider than one stream), reads the stream's version from
+ * the primary key with the latest snapshot, checks the expected version,
+ * looks up given event ids in the (stream_id, event_id) index to detect a
+ * repeated call, takes global positions from the sequence under the gap-safe
+ * horizon (horizon.c), and inserts the rows and their index entries
+ * directly, as COPY does: no SQL, no executor start-up, no plan.  The
+ * primary key backs the lock up.
  *
  * Copyright (c) 2026, es developers
  *
@@ -18,12 +19,19 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -32,12 +40,16 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "es.h"
 
@@ -54,85 +66,15 @@ typedef struct AppendEvent
 	Datum		schema_version; /* int4 */
 } AppendEvent;
 
-/* Cached plans, prepared once per backend */
-static SPIPlanPtr version_plan = NULL;
-static SPIPlanPtr insert_one_plan = NULL;
-static SPIPlanPtr insert_one_idem_plan = NULL;
-static SPIPlanPtr insert_many_plan = NULL;
-static SPIPlanPtr insert_many_idem_plan = NULL;
-static SPIPlanPtr overlap_plan = NULL;
-
-#define EVENT_COLUMNS \
-	"global_position, stream_id, stream_version, event_id, event_type, " \
-	"schema_version, data, metadata, recorded_at"
-
-/* Prepare a plan and keep it for the life of the backend */
-static SPIPlanPtr
-append_prepare(const char *sql, int nargs, Oid *argtypes)
+/* The open relations of one append */
+typedef struct AppendTarget
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "es: SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "es: SPI_keepplan failed");
-	return plan;
-}
-
-/* Prepare every plan of this file on first use */
-static void
-append_prepare_plans(void)
-{
-	if (version_plan == NULL)
-	{
-		Oid			types[] = {TEXTOID};
-
-		version_plan = append_prepare(
-			"SELECT stream_version FROM es.events WHERE stream_id = $1 "
-			"ORDER BY stream_version DESC LIMIT 1", 1, types);
-	}
-	if (insert_one_plan == NULL)
-	{
-		Oid			types[] = {INT8OID, TEXTOID, INT8OID, UUIDOID, TEXTOID,
-		INT4OID, JSONBOID, JSONBOID};
-
-		insert_one_plan = append_prepare(
-			"INSERT INTO es.events (" EVENT_COLUMNS ") "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())", 8, types);
-		insert_one_idem_plan = append_prepare(
-			"INSERT INTO es.events (" EVENT_COLUMNS ") "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) "
-			"ON CONFLICT DO NOTHING", 8, types);
-	}
-	if (insert_many_plan == NULL)
-	{
-		Oid			types[] = {INT8ARRAYOID, TEXTOID, INT8OID, UUIDARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
-
-#define INSERT_MANY \
-		"INSERT INTO es.events (" EVENT_COLUMNS ") " \
-		"SELECT u.p, $2, $3 + u.o - 1, u.i, u.t, u.s, u.d, u.m, now() " \
-		"FROM unnest($1, $4, $5, $6, $7, $8) WITH ORDINALITY " \
-		"AS u(p, i, t, s, d, m, o)"
-		insert_many_plan = append_prepare(INSERT_MANY, 8, types);
-		insert_many_idem_plan = append_prepare(INSERT_MANY " ON CONFLICT DO NOTHING",
-											   8, types);
-	}
-	if (overlap_plan == NULL)
-	{
-		Oid			types[] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		JSONBARRAYOID, JSONBARRAYOID};
-
-		overlap_plan = append_prepare(
-			"SELECT n.o, e.stream_version, "
-			"       e.event_type = n.t AND e.schema_version = n.s "
-			"       AND e.data = n.d AND e.metadata = n.m "
-			"FROM unnest($2, $3, $4, $5, $6) WITH ORDINALITY AS n(i, t, s, d, m, o) "
-			"JOIN es.events e ON e.stream_id = $1 AND e.event_id = n.i "
-			"ORDER BY n.o", 6, types);
-	}
-}
+	Relation	rel;			/* es.events */
+	Relation	pkey;			/* (stream_id, stream_version) */
+	Relation	idkey;			/* (stream_id, event_id) */
+	Snapshot	snapshot;		/* latest snapshot, taken under the stream lock */
+	TupleTableSlot *slot;		/* for index lookups */
+} AppendTarget;
 
 /* Raise the error for a NULL argument */
 static void
@@ -267,122 +209,133 @@ append_lock_stream(text *stream_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-/* Run a cached plan with the latest snapshot (sees every commit so far) */
-static int
-append_execute_latest(SPIPlanPtr plan, Datum *values, long tcount)
+/*
+ * Position an index scan of es.events on a stream (and on an event id, when
+ * given), with the target's snapshot.
+ */
+static IndexScanDesc
+append_index_scan(AppendTarget *t, Relation index, text *stream_id,
+				  Datum event_id)
 {
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	int			rc;
+	ScanKeyData keys[2];
+	int			nkeys = 1;
+	IndexScanDesc scan;
 
-	rc = SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot,
-							  false, true, tcount);
-	UnregisterSnapshot(snap);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "es: query failed: %s", SPI_result_code_string(rc));
-	return rc;
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	if (event_id != (Datum) 0)
+	{
+		ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_UUID_EQ, event_id);
+		nkeys = 2;
+	}
+	scan = index_beginscan(t->rel, index, t->snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	return scan;
 }
 
 /* The stream's current version, 0 when it has no events */
 static int64
-append_stream_version(text *stream_id)
+append_stream_version(AppendTarget *t, text *stream_id)
 {
-	Datum		values[1];
+	IndexScanDesc scan = append_index_scan(t, t->pkey, stream_id, (Datum) 0);
+	int64		version = 0;
+
+	if (index_getnext_slot(scan, BackwardScanDirection, t->slot))
+	{
+		bool		isnull;
+
+		version = DatumGetInt64(slot_getattr(t->slot, Anum_events_stream_version,
+											 &isnull));
+	}
+	index_endscan(scan);
+	return version;
+}
+
+/* True when two text datums hold the same string */
+static bool
+append_text_equal(Datum a, Datum b)
+{
+	text	   *ta = DatumGetTextPP(a);
+	text	   *tb = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(ta) == VARSIZE_ANY_EXHDR(tb) &&
+		memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(ta)) == 0;
+}
+
+/* True when the stored event in the slot has the content of "ev" */
+static bool
+append_same_event(TupleTableSlot *slot, AppendEvent *ev)
+{
 	bool		isnull;
 
-	values[0] = PointerGetDatum(stream_id);
-	append_execute_latest(version_plan, values, 1);
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* Build a one-dimensional array of "n" datums of a given element type */
-static Datum
-append_array(Datum *elems, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_array(elems, n, elemtype,
-										   typlen, typbyval, typalign));
-}
-
-/* One field of every event (at "offset" in AppendEvent), as an array */
-static Datum
-append_column(AppendEvent *events, int n, size_t offset, Oid elemtype)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = *(Datum *) ((char *) &events[i] + offset);
-	return append_array(elems, n, elemtype);
+	return append_text_equal(slot_getattr(slot, Anum_events_event_type, &isnull),
+							 ev->event_type) &&
+		DatumGetInt32(slot_getattr(slot, Anum_events_schema_version, &isnull)) ==
+		DatumGetInt32(ev->schema_version) &&
+		DatumGetBool(DirectFunctionCall2(jsonb_eq,
+										 slot_getattr(slot, Anum_events_data, &isnull),
+										 ev->data)) &&
+		DatumGetBool(DirectFunctionCall2(jsonb_eq,
+										 slot_getattr(slot, Anum_events_metadata, &isnull),
+										 ev->metadata));
 }
 
 /*
- * The append cannot write as asked: see whether its events are already in
- * the stream.  If all of them are, in the same order and content, the call
- * succeeds as a repeat of an earlier one and returns the version they were
- * written at; if some are, or differ, it is an idempotency mismatch (ES002);
- * if none are, returns -1 and the caller reports the original problem.
- * "inserted" events of this very call are in the stream already (an insert
- * that skipped some conflicting rows); the error discards them.
+ * See whether the events of this call are already in the stream.  If all of
+ * them are, in the same order and content, the call is a repeat of an
+ * earlier one and succeeds without writing: returns the version they were
+ * written at.  If some are, or differ, that is an idempotency mismatch
+ * (ES002).  If none are, returns -1.
  */
 static int64
-append_check_overlap(text *stream_id, AppendEvent *events, int n,
-					 uint64 inserted)
+append_check_overlap(AppendTarget *t, text *stream_id, AppendEvent *events, int n)
 {
-	Datum		values[6];
 	int64		first_version = 0;
-	uint64		found;
-	uint64		i;
+	int			found = 0;
+	bool		in_order = true;
+	int			i;
 
-	values[0] = PointerGetDatum(stream_id);
-	values[1] = append_column(events, n, offsetof(AppendEvent, event_id), UUIDOID);
-	values[2] = append_column(events, n, offsetof(AppendEvent, event_type), TEXTOID);
-	values[3] = append_column(events, n, offsetof(AppendEvent, schema_version), INT4OID);
-	values[4] = append_column(events, n, offsetof(AppendEvent, data), JSONBOID);
-	values[5] = append_column(events, n, offsetof(AppendEvent, metadata), JSONBOID);
+	for (i = 0; i < n; i++)
+	{
+		IndexScanDesc scan = append_index_scan(t, t->idkey, stream_id,
+											   events[i].event_id);
 
-	append_execute_latest(overlap_plan, values, 0);
-	found = SPI_processed;
+		if (index_getnext_slot(scan, ForwardScanDirection, t->slot))
+		{
+			bool		isnull;
+			int64		version = DatumGetInt64(slot_getattr(t->slot,
+															 Anum_events_stream_version,
+															 &isnull));
+
+			if (!append_same_event(t->slot, &events[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
+						 errmsg("event %s is already in stream \"%s\" with different content",
+								DatumGetCString(DirectFunctionCall1(uuid_out, events[i].event_id)),
+								text_to_cstring(stream_id)),
+						 errdetail("It is stored at version " INT64_FORMAT ".", version),
+						 errhint("Give new events new ids.")));
+			if (found == 0)
+				first_version = version - i;
+			else if (version != first_version + i)
+				in_order = false;
+			found++;
+		}
+		index_endscan(scan);
+	}
+
 	if (found == 0)
 		return -1;
-
-	for (i = 0; i < found; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		ord = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		int64		version = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		bool		same = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-
-		if (i == 0)
-			first_version = version;
-		if (!same)
-			ereport(ERROR,
-					(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
-					 errmsg("event %s is already in stream \"%s\" with different content",
-							DatumGetCString(DirectFunctionCall1(uuid_out, events[ord - 1].event_id)),
-							text_to_cstring(stream_id)),
-					 errdetail("It is stored at version " INT64_FORMAT ".", version),
-					 errhint("Give new events new ids.")));
-		if (ord != (int64) i + 1 || version != first_version + (int64) i)
-			break;
-	}
-	if (found - inserted < (uint64) n)
+	if (found < n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
 				 errmsg("append to stream \"%s\" partly repeats events already stored",
 						text_to_cstring(stream_id)),
-				 errdetail("%d of the %d events are already in the stream.",
-						   (int) (found - inserted), n),
+				 errdetail("%d of the %d events are already in the stream.", found, n),
 				 errhint("Re-append exactly the events of the earlier call, or only new events.")));
-	if (i < found)
+	if (!in_order || first_version < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ES_IDEMPOTENCY_MISMATCH),
 				 errmsg("append to stream \"%s\" repeats events already stored, in another order",
@@ -428,19 +381,83 @@ append_notify(text *stream_id, int64 version, int64 position)
 }
 
 /*
+ * Insert the events as versions version+1 ... version+n at the given
+ * positions, with their index entries.  Triggers are not fired: the DDL
+ * guard allows none on es.events but the extension's own (UPDATE, DELETE,
+ * TRUNCATE), and there are no CHECK constraints to evaluate.
+ */
+static void
+append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
+			  int64 version, int64 *positions)
+{
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+	CommandId	cid = GetCurrentCommandId(true);
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	Datum		xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	int			i;
+
+	InitResultRelInfo(rri, t->rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	for (i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = table_slot_create(t->rel, NULL);
+		Datum	   *values = slot->tts_values;
+
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, false, sizeof(bool) * Natts_events);
+		values[Anum_events_global_position - 1] = Int64GetDatum(positions[i]);
+		values[Anum_events_stream_id - 1] = PointerGetDatum(stream_id);
+		values[Anum_events_stream_version - 1] = Int64GetDatum(version + 1 + i);
+		values[Anum_events_event_id - 1] = events[i].event_id;
+		values[Anum_events_event_type - 1] = events[i].event_type;
+		values[Anum_events_schema_version - 1] = events[i].schema_version;
+		values[Anum_events_data - 1] = events[i].data;
+		values[Anum_events_metadata - 1] = events[i].metadata;
+		values[Anum_events_recorded_at - 1] = now;
+		values[Anum_events_xid - 1] = xid;
+		ExecStoreVirtualTuple(slot);
+		slots[i] = slot;
+	}
+
+	if (n == 1)
+		table_tuple_insert(t->rel, slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(t->rel, slots, n, cid, 0, NULL);
+
+	for (i = 0; i < n; i++)
+	{
+		List	   *recheck;
+
+		/* index expressions (the category) are evaluated per tuple */
+		ResetPerTupleExprContext(estate);
+		recheck = ExecInsertIndexTuples(rri, slots[i], estate,
+										false, false, NULL, NIL);
+		Assert(recheck == NIL);
+		list_free(recheck);
+		ExecDropSingleTupleTableSlot(slots[i]);
+	}
+
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+}
+
+/*
  * Append "n" validated events to a stream; the heart of every append
- * function.  Returns the stream's new version.
+ * function.  Returns the stream's new version (or, for a repeated call, the
+ * version its events were written at).
  */
 static int64
 append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 			  bool has_expected, int64 expected)
 {
+	AppendTarget t;
 	int64		version;
 	int64		result;
 	int64	   *positions;
 	Oid			seqoid;
-	Datum		values[8];
-	int			rc;
 	int			i;
 
 	if (ids_given)
@@ -448,87 +465,50 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 
 	/* Make sure our xid exists before positions do (fallback rule) */
 	(void) GetTopTransactionId();
-	seqoid = es_sequence_oid();
+	seqoid = es_relation_oid(ES_POSITION_SEQ);
 	/* nextval then never waits for a lock while we hold the horizon lock */
 	LockRelationOid(seqoid, RowExclusiveLock);
 
+	t.rel = table_open(es_relation_oid(ES_EVENTS), RowExclusiveLock);
+	t.pkey = index_open(es_relation_oid(ES_EVENTS_PKEY), RowExclusiveLock);
+	t.idkey = index_open(es_relation_oid(ES_EVENTS_EVENT_ID), RowExclusiveLock);
+	t.slot = table_slot_create(t.rel, NULL);
+
+	/* Under the stream lock, the latest snapshot shows the true version */
 	append_lock_stream(stream_id);
+	t.snapshot = RegisterSnapshot(GetLatestSnapshot());
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "es: SPI_connect failed");
-	append_prepare_plans();
+	version = append_stream_version(&t, stream_id);
+	result = -1;
+	if (ids_given)
+		result = append_check_overlap(&t, stream_id, events, n);
+	if (result < 0 && has_expected &&
+		!(expected == version || (expected == -1 && version > 0)))
+		append_wrong_version(stream_id, expected, version);
 
-	version = append_stream_version(stream_id);
-	if (has_expected &&
-		!(expected == version ||
-		  (expected == -1 && version > 0)))
+	if (result < 0)
 	{
-		int64		repeat = ids_given ? append_check_overlap(stream_id, events, n, 0) : -1;
-
-		if (repeat < 0)
-			append_wrong_version(stream_id, expected, version);
-		SPI_finish();
-		return repeat;
-	}
-
-	/* Positions, under the horizon so gap-safe readers stop below them */
-	positions = palloc(sizeof(int64) * n);
-	horizon_begin_allocation();
-	for (i = 0; i < n; i++)
-		positions[i] = nextval_internal(seqoid, false);
-	horizon_end_allocation(positions[0]);
-
-	if (n == 1)
-	{
-		values[0] = Int64GetDatum(positions[0]);
-		values[1] = PointerGetDatum(stream_id);
-		values[2] = Int64GetDatum(version + 1);
-		values[3] = events[0].event_id;
-		values[4] = events[0].event_type;
-		values[5] = events[0].schema_version;
-		values[6] = events[0].data;
-		values[7] = events[0].metadata;
-		rc = SPI_execute_plan(ids_given ? insert_one_idem_plan : insert_one_plan,
-							  values, NULL, false, 0);
-	}
-	else
-	{
-		Datum	   *pos = palloc(sizeof(Datum) * n);
-
+		/* Positions, under the horizon so gap-safe readers stop below them */
+		positions = palloc(sizeof(int64) * n);
+		horizon_begin_allocation();
 		for (i = 0; i < n; i++)
-			pos[i] = Int64GetDatum(positions[i]);
-		values[0] = append_array(pos, n, INT8OID);
-		values[1] = PointerGetDatum(stream_id);
-		values[2] = Int64GetDatum(version + 1);
-		values[3] = append_column(events, n, offsetof(AppendEvent, event_id), UUIDOID);
-		values[4] = append_column(events, n, offsetof(AppendEvent, event_type), TEXTOID);
-		values[5] = append_column(events, n, offsetof(AppendEvent, schema_version), INT4OID);
-		values[6] = append_column(events, n, offsetof(AppendEvent, data), JSONBOID);
-		values[7] = append_column(events, n, offsetof(AppendEvent, metadata), JSONBOID);
-		rc = SPI_execute_plan(ids_given ? insert_many_idem_plan : insert_many_plan,
-							  values, NULL, false, 0);
-	}
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "es: insert failed: %s", SPI_result_code_string(rc));
+			positions[i] = nextval_internal(seqoid, false);
+		horizon_end_allocation(positions[0]);
 
-	result = version + n;
-	if (SPI_processed != (uint64) n)
-	{
-		/*
-		 * Some ids were already in the stream: a repeat of an earlier call,
-		 * or a mismatch.  A partial insert never passes the check (stored
-		 * events sit below the new ones, so versions cannot be contiguous
-		 * in call order), and the error discards it.
-		 */
-		result = append_check_overlap(stream_id, events, n, SPI_processed);
-		if (result < 0)
-			elog(ERROR, "es: conflicting insert into stream \"%s\" without a stored event",
-				 text_to_cstring(stream_id));
-	}
-	else if (es_notify)
-		append_notify(stream_id, result, positions[n - 1]);
+		append_insert(&t, stream_id, events, n, version, positions);
+		result = version + n;
 
-	SPI_finish();
+		if (es_notify)
+			append_notify(stream_id, result, positions[n - 1]);
+		/* a later append in this statement must see these events */
+		CommandCounterIncrement();
+	}
+
+	UnregisterSnapshot(t.snapshot);
+	ExecDropSingleTupleTableSlot(t.slot);
+	index_close(t.idkey, NoLock);
+	index_close(t.pkey, NoLock);
+	table_close(t.rel, NoLock);
 	return result;
 }
 

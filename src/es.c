@@ -30,8 +30,16 @@ bool		es_notify = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Cached OID of es.events_global_position_seq; reset on relcache flush */
-static Oid	cached_sequence_oid = InvalidOid;
+/* Names of the relations in es_relation_oid()'s cache, by EsRelation */
+static const char *const es_relation_names[ES_NRELATIONS] = {
+	[ES_EVENTS] = "events",
+	[ES_EVENTS_PKEY] = "events_pkey",
+	[ES_EVENTS_EVENT_ID] = "events_stream_event_id_key",
+	[ES_POSITION_SEQ] = "events_global_position_seq",
+};
+
+/* Their OIDs, looked up once per backend; reset on relcache flush */
+static Oid	es_relation_oids[ES_NRELATIONS];
 
 void		_PG_init(void);
 
@@ -53,12 +61,15 @@ es_shmem_startup(void)
 	HorizonShmemStartup();
 }
 
-/* Forget cached OIDs when their relation (or everything) is invalidated */
+/* Forget cached OIDs when one of them (or everything) is invalidated */
 static void
 es_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == cached_sequence_oid)
-		cached_sequence_oid = InvalidOid;
+	int			i;
+
+	for (i = 0; i < ES_NRELATIONS; i++)
+		if (relid == InvalidOid || relid == es_relation_oids[i])
+			memset(es_relation_oids, 0, sizeof(es_relation_oids));
 }
 
 /*
@@ -90,22 +101,25 @@ _PG_init(void)
 	HorizonInit();
 }
 
-/* The OID of the position sequence, looked up once per backend */
+/* The OID of one of the extension's relations, from the backend's cache */
 Oid
-es_sequence_oid(void)
+es_relation_oid(EsRelation which)
 {
-	if (!OidIsValid(cached_sequence_oid))
+	if (!OidIsValid(es_relation_oids[which]))
 	{
-		Oid			nsp = get_namespace_oid("es", false);
+		Oid			nsp = get_namespace_oid("es", true);
+		Oid			relid = InvalidOid;
 
-		cached_sequence_oid = get_relname_relid("events_global_position_seq", nsp);
-		if (!OidIsValid(cached_sequence_oid))
+		if (OidIsValid(nsp))
+			relid = get_relname_relid(es_relation_names[which], nsp);
+		if (!OidIsValid(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("sequence es.events_global_position_seq does not exist"),
+					 errmsg("relation es.%s does not exist", es_relation_names[which]),
 					 errhint("Is the extension es installed in this database?")));
+		es_relation_oids[which] = relid;
 	}
-	return cached_sequence_oid;
+	return es_relation_oids[which];
 }
 
 PG_FUNCTION_INFO_V1(es_events_guard);
@@ -167,8 +181,8 @@ PG_FUNCTION_INFO_V1(es_ddl_guard);
 
 /*
  * Event trigger (ddl_command_start): the append-only triggers on es.events
- * cannot be disabled, demoted from ENABLE ALWAYS, or dropped, except by the
- * extension's own scripts.
+ * cannot be disabled, demoted from ENABLE ALWAYS, or dropped, and no other
+ * trigger can be created on it, except by the extension's own scripts.
  */
 Datum
 es_ddl_guard(PG_FUNCTION_ARGS)
@@ -209,6 +223,17 @@ es_ddl_guard(PG_FUNCTION_ARGS)
 					break;
 			}
 		}
+	}
+	else if (IsA(trigdata->parsetree, CreateTrigStmt))
+	{
+		CreateTrigStmt *stmt = (CreateTrigStmt *) trigdata->parsetree;
+
+		/* appends insert directly: user triggers would silently not fire */
+		if (guard_is_events(stmt->relation))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("triggers on es.events are not supported"),
+					 errhint("Use a projection to react to appended events.")));
 	}
 	else if (IsA(trigdata->parsetree, DropStmt))
 	{

@@ -19,8 +19,30 @@
 /* GUCs (es.c) */
 extern bool es_notify;
 
-/* es.c: cached catalog lookups */
-extern Oid	es_sequence_oid(void);
+/* es.c: the extension's relations, looked up once per backend */
+typedef enum EsRelation
+{
+	ES_EVENTS,					/* es.events */
+	ES_EVENTS_PKEY,				/* its primary key (stream_id, stream_version) */
+	ES_EVENTS_EVENT_ID,			/* its unique index (stream_id, event_id) */
+	ES_POSITION_SEQ,			/* es.events_global_position_seq */
+	ES_NRELATIONS
+} EsRelation;
+
+extern Oid	es_relation_oid(EsRelation which);
+
+/* Attribute numbers of es.events */
+#define Anum_events_global_position	1
+#define Anum_events_stream_id		2
+#define Anum_events_stream_version	3
+#define Anum_events_event_id		4
+#define Anum_events_event_type		5
+#define Anum_events_schema_version	6
+#define Anum_events_data			7
+#define Anum_events_metadata		8
+#define Anum_events_recorded_at		9
+#define Anum_events_xid				10
+#define Natts_events				10
 
 /* horizon.c: gap-safe read horizon kept in shared memory */
 extern void HorizonShmemRequest(void);

@@ -28,6 +28,11 @@ ALTER TABLE es.events DISABLE TRIGGER ALL;
 RESET session_replication_role;
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'es.events'::regclass ORDER BY tgname;
+-- no other trigger can be added (appends insert directly and would not fire it)
+CREATE FUNCTION gd_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER gd_before BEFORE INSERT ON es.events FOR EACH ROW EXECUTE FUNCTION gd_trg();
+CREATE TRIGGER gd_after AFTER INSERT ON es.events FOR EACH STATEMENT EXECUTE FUNCTION gd_trg();
+DROP FUNCTION gd_trg();
 -- other DDL on other tables is not affected
 CREATE TABLE gd_other (id int);
 CREATE TRIGGER gd_other_trg BEFORE DELETE ON gd_other
@@ -43,10 +48,10 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_e
   FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace
  ORDER BY p.proname;
 SELECT has_table_privilege('public', 'es.events', 'SELECT') AS public_select;
--- append functions run as the extension owner with a pinned search_path
-SELECT p.proname, p.prosecdef, p.proconfig
-  FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace AND p.prosecdef
- ORDER BY p.proname;
+-- no function is SECURITY DEFINER: the append functions insert in C and
+-- need no table privilege, EXECUTE on them is the right to append
+SELECT count(*) AS security_definer_functions
+  FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace AND p.prosecdef;
 
 -- the README's recipe: a writer group (append and read) and a reader group
 SET client_min_messages = warning;
