@@ -37,6 +37,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -462,6 +463,10 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 
 	if (ids_given)
 		append_check_duplicate_ids(events, n);
+
+	/* we bypass the executor, so make its checks ourselves */
+	PreventCommandIfReadOnly("es.append");
+	PreventCommandIfParallelMode("es.append");
 
 	/* Make sure our xid exists before positions do (fallback rule) */
 	(void) GetTopTransactionId();

@@ -164,6 +164,11 @@ SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "typo": 1}]');
 SELECT es.append_event('ap-bad', 'A', '{}', expected_version => -2);
 SELECT ap_count() = :before_bad AS nothing_written, es.stream_version('ap-bad');
 
+-- a read-only transaction cannot append
+BEGIN READ ONLY;
+SELECT es.append_event('ap-ro', 'A', '{}');
+ROLLBACK;
+
 -- two-phase commit would hide open positions from gap-safe readers
 BEGIN;
 SELECT es.append_event('ap-2pc', 'A', '{}');
