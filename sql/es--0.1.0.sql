@@ -229,6 +229,182 @@ COMMENT ON FUNCTION es.category(text) IS
     'The category of a stream id: the part before the first -.';
 
 -- ---------------------------------------------------------------------------
+-- Upcasters: evolve stored payloads to the newest schema on every read
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE es.upcaster_steps (
+    event_type          text        NOT NULL,
+    from_schema_version int         NOT NULL,
+    upcaster            regprocedure,
+    to_event_type       text,
+    rename_fields       jsonb,
+    add_fields          jsonb,
+    remove_fields       text[],
+    registered_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT upcaster_steps_pkey PRIMARY KEY (event_type, from_schema_version)
+);
+COMMENT ON TABLE es.upcaster_steps IS
+    'Registered upcaster steps; change it only with es.register_upcaster and es.unregister_upcaster.';
+SELECT pg_catalog.pg_extension_config_dump('es.upcaster_steps', '');
+
+CREATE FUNCTION es.upcasters_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'es_upcasters_changed' LANGUAGE C;
+COMMENT ON FUNCTION es.upcasters_changed() IS
+    'Trigger function: tells every session that the upcaster registry changed.';
+CREATE TRIGGER upcaster_steps_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON es.upcaster_steps
+    FOR EACH STATEMENT EXECUTE FUNCTION es.upcasters_changed();
+
+CREATE FUNCTION es.register_upcaster(
+    event_type text,
+    from_schema_version int,
+    upcaster regprocedure DEFAULT NULL,
+    to_event_type text DEFAULT NULL,
+    rename_fields jsonb DEFAULT NULL,
+    add_fields jsonb DEFAULT NULL,
+    remove_fields text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_type  text := register_upcaster.event_type;
+    p_from  int := register_upcaster.from_schema_version;
+    p_to    text := register_upcaster.to_event_type;
+    f       record;
+    k       text;
+    v       jsonb;
+BEGIN
+    IF p_type IS NULL OR p_from IS NULL THEN
+        RAISE EXCEPTION 'event_type and from_schema_version must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF p_type = '' THEN
+        RAISE EXCEPTION 'event_type must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF p_from < 1 THEN
+        RAISE EXCEPTION 'from_schema_version must be at least 1, not %', p_from
+            USING ERRCODE = '22023';
+    END IF;
+
+    IF upcaster IS NOT NULL THEN
+        SELECT p.pronargs, p.proargtypes[0] AS argtype, p.prorettype, p.proretset, p.prokind
+          INTO f FROM pg_proc p WHERE p.oid = upcaster;
+        IF f.prokind <> 'f' OR f.pronargs <> 1 OR f.argtype <> 'jsonb'::regtype
+           OR f.prorettype <> 'jsonb'::regtype OR f.proretset THEN
+            RAISE EXCEPTION 'upcaster % must be a function (data jsonb) RETURNS jsonb', upcaster
+                USING ERRCODE = '42P13',
+                      HINT = 'It takes the event''s data and returns it in the next schema version.';
+        END IF;
+    END IF;
+
+    IF p_to IS NOT NULL THEN
+        IF p_to = '' THEN
+            RAISE EXCEPTION 'to_event_type must not be empty' USING ERRCODE = '22023';
+        END IF;
+        IF p_to = p_type THEN
+            RAISE EXCEPTION 'to_event_type must differ from event_type "%"', p_type
+                USING ERRCODE = '22023', HINT = 'Leave it NULL to keep the type.';
+        END IF;
+        -- a rename must not lead back to the type it starts from
+        IF EXISTS (
+            WITH RECURSIVE reach(t) AS (
+                SELECT p_to
+                UNION
+                SELECT s.to_event_type FROM es.upcaster_steps s JOIN reach r ON s.event_type = r.t
+                 WHERE s.to_event_type IS NOT NULL)
+            SELECT 1 FROM reach WHERE t = p_type)
+        THEN
+            RAISE EXCEPTION 'renaming "%" to "%" would make a cycle of type renames', p_type, p_to
+                USING ERRCODE = '42P17';
+        END IF;
+    END IF;
+
+    IF rename_fields IS NOT NULL THEN
+        IF jsonb_typeof(rename_fields) <> 'object' OR rename_fields = '{}' THEN
+            RAISE EXCEPTION 'rename_fields must be a non-empty JSON object of "old": "new" names'
+                USING ERRCODE = '22023';
+        END IF;
+        FOR k, v IN SELECT * FROM jsonb_each(rename_fields) LOOP
+            IF jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+                RAISE EXCEPTION 'rename_fields: the new name of "%" must be a non-empty string', k
+                    USING ERRCODE = '22023';
+            END IF;
+            IF add_fields ? (v #>> '{}') OR (v #>> '{}') = ANY (remove_fields) THEN
+                RAISE EXCEPTION 'rename_fields renames "%" to "%", which the same step also adds or removes',
+                    k, v #>> '{}' USING ERRCODE = '22023';
+            END IF;
+        END LOOP;
+    END IF;
+    IF add_fields IS NOT NULL AND (jsonb_typeof(add_fields) <> 'object' OR add_fields = '{}') THEN
+        RAISE EXCEPTION 'add_fields must be a non-empty JSON object of defaults'
+            USING ERRCODE = '22023';
+    END IF;
+    IF remove_fields IS NOT NULL AND (cardinality(remove_fields) = 0
+                                      OR array_position(remove_fields, NULL) IS NOT NULL) THEN
+        RAISE EXCEPTION 'remove_fields must be a non-empty array of names'
+            USING ERRCODE = '22023';
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM es.upcaster_steps s
+                WHERE s.event_type = p_type AND s.from_schema_version = p_from) THEN
+        RAISE EXCEPTION 'an upcaster for "%" version % is already registered', p_type, p_from
+            USING ERRCODE = '42710',
+                  HINT = 'Unregister it first with es.unregister_upcaster().';
+    END IF;
+
+    INSERT INTO es.upcaster_steps (event_type, from_schema_version, upcaster, to_event_type,
+                                   rename_fields, add_fields, remove_fields)
+    VALUES (p_type, p_from, upcaster, p_to, rename_fields, add_fields, remove_fields);
+END
+$$;
+COMMENT ON FUNCTION es.register_upcaster(text, int, regprocedure, text, jsonb, jsonb, text[]) IS
+    'Registers the step that evolves event_type from schema version v to v+1: a function, a type rename, and declarative edits (rename, add, remove keys) applied after the function.';
+
+CREATE FUNCTION es.unregister_upcaster(event_type text, from_schema_version int)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM es.upcaster_steps s
+     WHERE s.event_type = unregister_upcaster.event_type
+       AND s.from_schema_version = unregister_upcaster.from_schema_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no upcaster is registered for "%" version %',
+            unregister_upcaster.event_type, unregister_upcaster.from_schema_version
+            USING ERRCODE = '42704';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION es.unregister_upcaster(text, int) IS
+    'Removes the upcaster step of event_type from schema version from_schema_version.';
+
+CREATE VIEW es.upcasters AS
+SELECT s.event_type,
+       s.from_schema_version,
+       s.from_schema_version + 1 AS to_schema_version,
+       coalesce(s.to_event_type, s.event_type) AS to_event_type,
+       CASE
+           WHEN s.upcaster IS NOT NULL
+                AND (s.rename_fields IS NOT NULL OR s.add_fields IS NOT NULL
+                     OR s.remove_fields IS NOT NULL) THEN 'function+declarative'
+           WHEN s.upcaster IS NOT NULL THEN 'function'
+           WHEN s.rename_fields IS NOT NULL OR s.add_fields IS NOT NULL
+                OR s.remove_fields IS NOT NULL THEN 'declarative'
+           WHEN s.to_event_type IS NOT NULL THEN 'type rename'
+           ELSE 'version bump'
+       END AS kind,
+       s.upcaster,
+       s.rename_fields,
+       s.add_fields,
+       s.remove_fields,
+       s.registered_at
+  FROM es.upcaster_steps s;
+COMMENT ON VIEW es.upcasters IS
+    'Registered upcaster steps: from (event_type, from_schema_version) to (to_event_type, to_schema_version).';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; see the README for role recipes.
 -- ---------------------------------------------------------------------------
 

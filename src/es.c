@@ -36,6 +36,7 @@ static const char *const es_relation_names[ES_NRELATIONS] = {
 	[ES_EVENTS_PKEY] = "events_pkey",
 	[ES_EVENTS_EVENT_ID] = "events_stream_event_id_key",
 	[ES_POSITION_SEQ] = "events_global_position_seq",
+	[ES_UPCASTER_STEPS] = "upcaster_steps",
 };
 
 /* Their OIDs, looked up once per backend; reset on relcache flush */
@@ -99,6 +100,7 @@ _PG_init(void)
 
 	CacheRegisterRelcacheCallback(es_relcache_callback, (Datum) 0);
 	HorizonInit();
+	UpcastInit();
 }
 
 /* The OID of one of the extension's relations, from the backend's cache */

@@ -10,6 +10,9 @@
 #ifndef ES_H
 #define ES_H
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "nodes/pg_list.h"
 #include "utils/snapshot.h"
 
 /* SQLSTATEs of our own, documented in doc/reference.md */
@@ -26,6 +29,7 @@ typedef enum EsRelation
 	ES_EVENTS_PKEY,				/* its primary key (stream_id, stream_version) */
 	ES_EVENTS_EVENT_ID,			/* its unique index (stream_id, event_id) */
 	ES_POSITION_SEQ,			/* es.events_global_position_seq */
+	ES_UPCASTER_STEPS,			/* es.upcaster_steps */
 	ES_NRELATIONS
 } EsRelation;
 
@@ -44,6 +48,18 @@ extern Oid	es_relation_oid(EsRelation which);
 #define Anum_events_xid				10
 #define Natts_events				10
 
+/* Attribute numbers of the es.event row type (what the reads return) */
+#define READ_ATT_GLOBAL_POSITION	1
+#define READ_ATT_STREAM_ID			2
+#define READ_ATT_STREAM_VERSION		3
+#define READ_ATT_EVENT_ID			4
+#define READ_ATT_EVENT_TYPE			5
+#define READ_ATT_SCHEMA_VERSION		6
+#define READ_ATT_DATA				7
+#define READ_ATT_METADATA			8
+#define READ_ATT_RECORDED_AT		9
+#define READ_NATTS					9
+
 /* horizon.c: gap-safe read horizon kept in shared memory */
 extern void HorizonShmemRequest(void);
 extern void HorizonShmemStartup(void);
@@ -52,5 +68,13 @@ extern bool horizon_enabled(void);
 extern void horizon_begin_allocation(void);
 extern void horizon_end_allocation(int64 first_position);
 extern Snapshot horizon_snapshot(int64 *horizon);
+
+/* upcast.c: evolve events to their newest schema on every read */
+extern void UpcastInit(void);
+extern void upcast_begin(void);
+extern void upcast_end(void);
+extern bool upcast_any(void);
+extern HeapTuple upcast_tuple(HeapTuple tuple, TupleDesc desc);
+extern List *upcast_source_types(List *wanted);
 
 #endif							/* ES_H */

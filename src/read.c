@@ -50,6 +50,8 @@ typedef enum ReadPlan
 
 static SPIPlanPtr read_plans[READ_NPLANS];
 
+static Datum read_text_array(List *names);
+
 /*
  * Gap-safe reads with preload stop below $2 (the horizon).  Without preload
  * the _XMIN variants keep only events whose transaction is below the xmin of
@@ -105,9 +107,9 @@ static const struct
 	},
 	[READ_LAST_EVENT] = {
 		"SELECT " READ_COLUMNS " FROM es.events "
-		"WHERE stream_id = $1 AND ($2::text IS NULL OR event_type = $2) "
-		"ORDER BY stream_version DESC LIMIT 1",
-		2, {TEXTOID, TEXTOID}
+		"WHERE stream_id = $1 AND ($2::text[] IS NULL OR event_type = ANY ($2)) "
+		"ORDER BY stream_version DESC LIMIT $3",
+		3, {TEXTOID, TEXTARRAYOID, INT8OID}
 	},
 };
 
@@ -169,41 +171,99 @@ read_max_count_arg(FunctionCallInfo fcinfo, int argno, char *null)
 	return Int64GetDatum(max_count);
 }
 
+/* True when the event type of an (upcast) event row is one of "types" */
+static bool
+read_type_wanted(HeapTuple tuple, TupleDesc desc, List *types)
+{
+	bool		isnull;
+	text	   *type = DatumGetTextPP(heap_getattr(tuple, READ_ATT_EVENT_TYPE, desc, &isnull));
+	int			len = VARSIZE_ANY_EXHDR(type);
+	ListCell   *lc;
+
+	foreach(lc, types)
+	{
+		const char *name = lfirst(lc);
+
+		if ((int) strlen(name) == len && memcmp(name, VARDATA_ANY(type), len) == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Run a read plan and return its events as the function's result set.
  * "snapshot" is the snapshot to read with, or NULL for the statement's.
+ *
+ * With "post_types", a gap-safe read (values[0] the position to read after,
+ * values[3] the limit) keeps only events whose type after upcasting is one
+ * of them: it reads on past what it drops until it has "limit" events (-1:
+ * no limit) or there are no more, so a short page always means the end.
  */
 static void
 read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
-			const char *nulls, Snapshot snapshot)
+			char *nulls, Snapshot snapshot, List *post_types, int64 limit)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Portal		portal;
+	int64		emitted = 0;
+	bool		more = true;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
-
 	if (snapshot)
 		PushActiveSnapshot(snapshot);
-	portal = SPI_cursor_open(NULL, read_plan(which), values, nulls, true);
-	for (;;)
-	{
-		uint64		i;
 
-		SPI_cursor_fetch(portal, true, READ_BATCH);
-		if (SPI_processed == 0)
-			break;
-		/* events leave the store here: upcasting will apply at this point */
-		for (i = 0; i < SPI_processed; i++)
-			tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-		SPI_freetuptable(SPI_tuptable);
+	while (more)
+	{
+		Portal		portal;
+		uint64		fetched = 0;
+		int64		last_position = 0;
+
+		if (post_types != NIL && limit >= 0)
+		{
+			values[3] = Int64GetDatum(limit - emitted);
+			nulls[3] = ' ';
+		}
+		portal = SPI_cursor_open(NULL, read_plan(which), values, nulls, true);
+		for (;;)
+		{
+			uint64		i;
+
+			SPI_cursor_fetch(portal, true, READ_BATCH);
+			if (SPI_processed == 0)
+				break;
+			fetched += SPI_processed;
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tuple = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+
+				/* events leave the store here, in their newest shape */
+				if (post_types != NIL)
+				{
+					bool		isnull;
+
+					last_position = DatumGetInt64(heap_getattr(tuple, READ_ATT_GLOBAL_POSITION,
+															   desc, &isnull));
+				}
+				tuple = upcast_tuple(tuple, desc);
+				if (post_types != NIL && !read_type_wanted(tuple, desc, post_types))
+					continue;
+				tuplestore_puttuple(rsinfo->setResult, tuple);
+				emitted++;
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+
+		/* read on only when events were dropped and a limit is not reached */
+		more = post_types != NIL && limit >= 0 && fetched > 0 && emitted < limit;
+		values[0] = Int64GetDatum(last_position);
 	}
-	SPI_cursor_close(portal);
+
 	if (snapshot)
 		PopActiveSnapshot();
-
 	SPI_finish();
 }
 
@@ -228,22 +288,27 @@ es_read_stream(PG_FUNCTION_ARGS)
 	nulls[2] = PG_ARGISNULL(4) ? 'n' : ' ';
 	values[3] = read_max_count_arg(fcinfo, 2, &nulls[3]);
 
+	upcast_begin();
 	read_events(fcinfo, backwards ? READ_STREAM_BACKWARD : READ_STREAM_FORWARD,
-				values, nulls, NULL);
+				values, nulls, NULL, NIL, -1);
+	upcast_end();
 	return (Datum) 0;
 }
 
 /*
  * Shared part of the gap-safe reads: values[0..3] are from_position (the
  * argument number from_arg), the horizon, event types and max_count (the
- * next argument); the category read adds its own.
+ * next argument); the category read adds its own.  "types" are the event
+ * types asked for, NIL for all.
  */
 static void
 read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
-			  ReadPlan xmin_rule, Datum *values, char *nulls)
+			  ReadPlan xmin_rule, Datum *values, char *nulls, List *types)
 {
 	int64		from_position = PG_ARGISNULL(from_arg) ? 0 : PG_GETARG_INT64(from_arg);
 	int64		horizon;
+	int64		limit;
+	List	   *post_types = NIL;
 	Snapshot	snap;
 
 	if (from_position < 0)
@@ -253,19 +318,60 @@ read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
 						from_position)));
 	values[0] = Int64GetDatum(from_position);
 	values[3] = read_max_count_arg(fcinfo, from_arg + 1, &nulls[3]);
+	limit = nulls[3] == 'n' ? -1 : DatumGetInt64(values[3]);
 
+	upcast_begin();
+	if (types != NIL && upcast_any())
+	{
+		/*
+		 * Types are those of the upcast events: look for the stored types
+		 * that can become them, and keep only events that do.
+		 */
+		List	   *sources = upcast_source_types(types);
+
+		if (sources != NIL)
+			values[2] = read_text_array(sources);
+		post_types = types;
+	}
+
+	/* registered with the resource owner: released on error too */
 	snap = horizon_snapshot(&horizon);
 	values[1] = Int64GetDatum(horizon);
-	PG_TRY();
-	{
-		read_events(fcinfo, horizon_enabled() ? plain : xmin_rule,
-					values, nulls, snap);
-	}
-	PG_FINALLY();
-	{
-		UnregisterSnapshot(snap);
-	}
-	PG_END_TRY();
+	read_events(fcinfo, horizon_enabled() ? plain : xmin_rule,
+				values, nulls, snap, post_types, limit);
+	UnregisterSnapshot(snap);
+	upcast_end();
+}
+
+/* A list of C strings as a text[] datum */
+static Datum
+read_text_array(List *names)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * list_length(names));
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, names)
+		elems[i++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* A text[] argument as a list of C strings (NULL elements are skipped) */
+static List *
+read_text_list(Datum arr)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i])
+			result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
 }
 
 PG_FUNCTION_INFO_V1(es_read_all);
@@ -276,10 +382,13 @@ es_read_all(PG_FUNCTION_ARGS)
 {
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
+	List	   *types = NIL;
 
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	read_gap_safe(fcinfo, 0, READ_ALL, READ_ALL_XMIN, values, nulls);
+	if (!PG_ARGISNULL(2))
+		types = read_text_list(values[2]);
+	read_gap_safe(fcinfo, 0, READ_ALL, READ_ALL_XMIN, values, nulls, types);
 	return (Datum) 0;
 }
 
@@ -337,7 +446,7 @@ es_read_category(PG_FUNCTION_ARGS)
 		nulls[5] = nulls[6] = ' ';
 	}
 	values[2] = (Datum) 0;
-	read_gap_safe(fcinfo, 1, READ_CATEGORY, READ_CATEGORY_XMIN, values, nulls);
+	read_gap_safe(fcinfo, 1, READ_CATEGORY, READ_CATEGORY_XMIN, values, nulls, NIL);
 	return (Datum) 0;
 }
 
@@ -347,12 +456,13 @@ PG_FUNCTION_INFO_V1(es_stream_version);
 Datum
 es_stream_version(PG_FUNCTION_ARGS)
 {
-	Datum		values[2];
-	char		nulls[2] = {' ', 'n'};
+	Datum		values[3];
+	char		nulls[3] = {' ', 'n', ' '};
 	int64		version = 0;
 
 	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
 	values[1] = (Datum) 0;
+	values[2] = Int64GetDatum(1);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
@@ -363,7 +473,8 @@ es_stream_version(PG_FUNCTION_ARGS)
 		bool		isnull;
 
 		version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 3, &isnull));
+											  SPI_tuptable->tupdesc,
+											  READ_ATT_STREAM_VERSION, &isnull));
 	}
 	SPI_finish();
 	PG_RETURN_INT64(version);
@@ -371,40 +482,72 @@ es_stream_version(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(es_last_event);
 
-/* es.last_event(stream_id, event_type): the stream's last event, or NULL */
+/*
+ * es.last_event(stream_id, event_type): the stream's last event (of that
+ * type after upcasting, when given), upcast, or NULL.
+ */
 Datum
 es_last_event(PG_FUNCTION_ARGS)
 {
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Datum		values[3];
+	char		nulls[3] = {' ', 'n', 'n'};
 	TupleDesc	desc;
 	MemoryContext caller = CurrentMemoryContext;
 	HeapTuple	result = NULL;
+	List	   *types = NIL;
+	Portal		portal;
 
 	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
-	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	values[1] = values[2] = (Datum) 0;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "es: last_event must return a composite type");
 	desc = BlessTupleDesc(desc);
 
+	upcast_begin();
+	if (!PG_ARGISNULL(1))
+	{
+		List	   *sources;
+
+		types = list_make1(TextDatumGetCString(PG_GETARG_DATUM(1)));
+		sources = upcast_source_types(types);
+		values[1] = read_text_array(sources ? sources : types);
+		nulls[1] = ' ';
+	}
+	/* without upcasting the first row is the answer */
+	if (!upcast_any())
+	{
+		values[2] = Int64GetDatum(1);
+		nulls[2] = ' ';
+	}
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
-	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "es: last event query failed");
-	if (SPI_processed > 0)
+	portal = SPI_cursor_open(NULL, read_plan(READ_LAST_EVENT), values, nulls, true);
+	while (result == NULL)
 	{
-		Datum		v[9];
-		bool		n[9];
-		MemoryContext spi = MemoryContextSwitchTo(caller);
+		HeapTuple	tuple;
 
-		/* events leave the store here: upcasting will apply at this point */
-		heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, v, n);
-		result = heap_form_tuple(desc, v, n);
-		MemoryContextSwitchTo(spi);
+		SPI_cursor_fetch(portal, true, 1);
+		if (SPI_processed == 0)
+			break;
+		/* events leave the store here, in their newest shape */
+		tuple = upcast_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+		if (types == NIL || read_type_wanted(tuple, SPI_tuptable->tupdesc, types))
+		{
+			Datum		v[READ_NATTS];
+			bool		n[READ_NATTS];
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			heap_deform_tuple(tuple, SPI_tuptable->tupdesc, v, n);
+			result = heap_form_tuple(desc, v, n);
+			MemoryContextSwitchTo(spi);
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
 	SPI_finish();
+	upcast_end();
 
 	if (result == NULL)
 		PG_RETURN_NULL();

@@ -1,0 +1,636 @@
+/*-------------------------------------------------------------------------
+ *
+ * upcast.c
+ *	  Upcasting: evolve stored event payloads to their newest schema on the
+ *	  way out of the store.
+ *
+ * The registry (es.upcaster_steps) holds one step per (event type, schema
+ * version): an optional function, an optional new type name, and optional
+ * declarative edits (rename, add, remove keys) applied after the function.
+ * Each backend loads the registry once into a hash table keyed by (type,
+ * version).  A statement trigger on the registry sends a relcache
+ * invalidation, so every session sees a change on its next read; a change
+ * of any function (CREATE OR REPLACE) also resets the cache.
+ *
+ * A function step is compiled once into an expression, fn($1), through the
+ * planner: a SQL-language upcaster made of one expression is inlined, and
+ * runs as fast as the same expression written by hand in a query.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "storage/sinval.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "es.h"
+
+/* Hash key: an event type and a schema version */
+typedef struct UpcastKey
+{
+	const char *type;			/* not NUL-terminated */
+	int			len;
+	int32		version;
+} UpcastKey;
+
+/* One registered step, from (type, version) to (to_type, version + 1) */
+typedef struct UpcastStep
+{
+	UpcastKey	key;
+	char	   *to_type;		/* NUL-terminated; the same type when not renamed */
+	bool		renames_type;
+	Oid			funcoid;		/* InvalidOid when there is no function */
+	ExprState  *expr;			/* fn($1), compiled on first use */
+	int			nrename;		/* declarative edits: rename old -> new */
+	char	  **rename_from;
+	char	  **rename_to;
+	Jsonb	   *add_fields;		/* NULL when none */
+	int			nremove;
+	char	  **remove;
+} UpcastStep;
+
+/* The backend's cache of the registry */
+static MemoryContext upcast_cxt = NULL;
+static HTAB *upcast_steps = NULL;
+static bool upcast_valid = false;
+static int	upcast_nsteps = 0;
+static int	upcast_depth = 0;	/* reads using the cache right now */
+static Oid	upcast_registry_relid = InvalidOid;	/* es.upcaster_steps */
+
+/* Parameters of fn($1) evaluation, and the context it runs in */
+static ParamListInfo upcast_params = NULL;
+static ExprContext *upcast_econtext = NULL;
+
+/* What an error while upcasting should name */
+typedef struct UpcastErrorContext
+{
+	int64		position;
+	const char *stream_id;
+	const char *stored_type;
+	int32		stored_version;
+	UpcastStep *step;
+} UpcastErrorContext;
+
+/* Hash of a key: its type's bytes and its version */
+static uint32
+upcast_hash(const void *key, Size keysize)
+{
+	const UpcastKey *k = key;
+
+	return hash_combine(hash_bytes((const unsigned char *) k->type, k->len),
+						hash_uint32((uint32) k->version));
+}
+
+/* Key equality for the hash table (0 when equal) */
+static int
+upcast_match(const void *key1, const void *key2, Size keysize)
+{
+	const UpcastKey *a = key1;
+	const UpcastKey *b = key2;
+
+	if (a->version != b->version || a->len != b->len)
+		return 1;
+	return memcmp(a->type, b->type, a->len);
+}
+
+/* Invalidation: the registry changed (or everything was flushed) */
+static void
+upcast_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == upcast_registry_relid)
+		upcast_valid = false;
+}
+
+/* Invalidation: some function changed; a compiled step may be stale */
+static void
+upcast_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (upcast_nsteps > 0)
+		upcast_valid = false;
+}
+
+/* At the end of a transaction no read is using the cache any more */
+static void
+upcast_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		upcast_depth = 0;
+}
+
+/* Register the invalidation callbacks (once per backend, from _PG_init) */
+void
+UpcastInit(void)
+{
+	CacheRegisterRelcacheCallback(upcast_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, upcast_proc_callback, (Datum) 0);
+	RegisterXactCallback(upcast_xact_callback, NULL);
+}
+
+/* A text[] datum as a palloc'd array of C strings */
+static char **
+upcast_text_array(Datum arr, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **result;
+	int			i;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	result = palloc(sizeof(char *) * (*n));
+	for (i = 0; i < *n; i++)
+		result[i] = TextDatumGetCString(elems[i]);
+	return result;
+}
+
+/* Load the registry into the cache (in upcast_cxt) */
+static void
+upcast_load(void)
+{
+	HASHCTL		ctl;
+	MemoryContext old;
+	uint64		i;
+
+	if (upcast_cxt == NULL)
+		upcast_cxt = AllocSetContextCreate(CacheMemoryContext, "es upcasters",
+										   ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(upcast_cxt);
+	upcast_steps = NULL;
+	upcast_nsteps = 0;
+	upcast_econtext = NULL;
+
+	/* mark valid first: an invalidation while loading marks it stale again */
+	upcast_valid = true;
+	/* the OID the invalidation callback compares with */
+	upcast_registry_relid = es_relation_oid(ES_UPCASTER_STEPS);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(UpcastKey);
+	ctl.entrysize = sizeof(UpcastStep);
+	ctl.hash = upcast_hash;
+	ctl.match = upcast_match;
+	ctl.hcxt = upcast_cxt;
+	upcast_steps = hash_create("es upcaster steps", 64, &ctl,
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	if (SPI_execute("SELECT event_type, from_schema_version, upcaster::oid, "
+					"to_event_type, rename_fields, add_fields, remove_fields "
+					"FROM es.upcaster_steps", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "es: cannot read es.upcaster_steps");
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		v[7];
+		bool		n[7];
+		UpcastKey	key;
+		UpcastStep *step;
+		bool		found;
+		char	   *type;
+
+		heap_deform_tuple(tup, desc, v, n);
+		old = MemoryContextSwitchTo(upcast_cxt);
+		type = TextDatumGetCString(v[0]);
+		key.type = type;
+		key.len = strlen(type);
+		key.version = DatumGetInt32(v[1]);
+		step = hash_search(upcast_steps, &key, HASH_ENTER, &found);
+		step->funcoid = n[2] ? InvalidOid : DatumGetObjectId(v[2]);
+		step->expr = NULL;
+		step->renames_type = !n[3];
+		step->to_type = n[3] ? type : TextDatumGetCString(v[3]);
+		step->nrename = 0;
+		step->rename_from = step->rename_to = NULL;
+		if (!n[4])
+		{
+			Jsonb	   *renames = DatumGetJsonbPCopy(v[4]);
+			JsonbIterator *it = JsonbIteratorInit(&renames->root);
+			JsonbValue	jv;
+			JsonbIteratorToken tok;
+			int			cap = JB_ROOT_COUNT(renames);
+
+			step->rename_from = palloc(sizeof(char *) * cap);
+			step->rename_to = palloc(sizeof(char *) * cap);
+			while ((tok = JsonbIteratorNext(&it, &jv, true)) != WJB_DONE)
+			{
+				if (tok == WJB_KEY)
+					step->rename_from[step->nrename] =
+						pnstrdup(jv.val.string.val, jv.val.string.len);
+				else if (tok == WJB_VALUE && jv.type == jbvString)
+					step->rename_to[step->nrename++] =
+						pnstrdup(jv.val.string.val, jv.val.string.len);
+			}
+		}
+		step->add_fields = n[5] ? NULL : DatumGetJsonbPCopy(v[5]);
+		step->nremove = 0;
+		step->remove = n[6] ? NULL : upcast_text_array(v[6], &step->nremove);
+		upcast_nsteps++;
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+/*
+ * Make the cache current for a read that is about to start: reload it
+ * unless an outer read is still using it (an upcaster that reads events),
+ * in which case the outer cache stays in use until that read ends.
+ */
+void
+upcast_begin(void)
+{
+	if (upcast_depth == 0)
+	{
+		/* a step committed meanwhile counts even inside a transaction */
+		AcceptInvalidationMessages();
+		if (!upcast_valid)
+			upcast_load();
+	}
+	upcast_depth++;
+}
+
+/* A read that called upcast_begin is done (after an error: at xact end) */
+void
+upcast_end(void)
+{
+	if (upcast_depth > 0)
+		upcast_depth--;
+}
+
+/* True when at least one step is registered */
+bool
+upcast_any(void)
+{
+	return upcast_nsteps > 0;
+}
+
+/* The step of (type, version), or NULL */
+static UpcastStep *
+upcast_find(const char *type, int len, int32 version)
+{
+	UpcastKey	key;
+
+	key.type = type;
+	key.len = len;
+	key.version = version;
+	return hash_search(upcast_steps, &key, HASH_FIND, NULL);
+}
+
+/* Compile fn($1) for a function step: the planner inlines SQL functions */
+static ExprState *
+upcast_compile(UpcastStep *step)
+{
+	MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+	Param	   *param = makeNode(Param);
+	FuncExpr   *call;
+	Expr	   *planned;
+	ExprState  *state;
+
+	param->paramkind = PARAM_EXTERN;
+	param->paramid = 1;
+	param->paramtype = JSONBOID;
+	param->paramtypmod = -1;
+	param->paramcollid = InvalidOid;
+	param->location = -1;
+	call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	planned = expression_planner((Expr *) call);
+	state = ExecInitExpr(planned, NULL);
+
+	if (upcast_params == NULL)
+	{
+		MemoryContext top = MemoryContextSwitchTo(TopMemoryContext);
+
+		upcast_params = makeParamList(1);
+		MemoryContextSwitchTo(top);
+	}
+	MemoryContextSwitchTo(old);
+	return state;
+}
+
+/* Error context: name the event and the step being applied */
+static void
+upcast_error_callback(void *arg)
+{
+	UpcastErrorContext *c = arg;
+
+	errcontext("upcasting event at global position " INT64_FORMAT
+			   " (stream \"%s\", type \"%s\", stored schema version %d) "
+			   "with step %.*s %d -> %d%s%s",
+			   c->position, c->stream_id, c->stored_type, c->stored_version,
+			   c->step->key.len, c->step->key.type, c->step->key.version,
+			   c->step->key.version + 1,
+			   OidIsValid(c->step->funcoid) ? ", function " : "",
+			   OidIsValid(c->step->funcoid) ? format_procedure(c->step->funcoid) : "");
+}
+
+/* Run a step's function on the data */
+static Jsonb *
+upcast_call(UpcastStep *step, Jsonb *data)
+{
+	Datum		result;
+	bool		isnull;
+	Jsonb	   *out;
+
+	if (step->expr == NULL)
+		step->expr = upcast_compile(step);
+	if (upcast_econtext == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+
+		upcast_econtext = CreateStandaloneExprContext();
+		MemoryContextSwitchTo(old);
+	}
+	upcast_params->params[0].value = JsonbPGetDatum(data);
+	upcast_params->params[0].isnull = false;
+	upcast_params->params[0].pflags = PARAM_FLAG_CONST;
+	upcast_params->params[0].ptype = JSONBOID;
+	upcast_econtext->ecxt_param_list_info = upcast_params;
+
+	result = ExecEvalExpr(step->expr, upcast_econtext, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("upcaster %s returned NULL", format_procedure(step->funcoid)),
+				 errhint("An upcaster must return the event's data as a JSON object.")));
+	out = DatumGetJsonbP(result);
+	if (!JB_ROOT_IS_OBJECT(out))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("upcaster %s returned %s, not a JSON object",
+						format_procedure(step->funcoid),
+						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
+				 errhint("An upcaster must return the event's data as a JSON object.")));
+	/* the result lives in the per-tuple memory of the expression context */
+	return (Jsonb *) PG_DETOAST_DATUM_COPY(result);
+}
+
+/* Index of "key" in a list of names, or -1 */
+static int
+upcast_name_index(char **names, int n, const char *key, int keylen)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if ((int) strlen(names[i]) == keylen && memcmp(names[i], key, keylen) == 0)
+			return i;
+	return -1;
+}
+
+/* Push one key (a C string of "len" bytes) into a JSONB object under construction */
+static void
+upcast_push_key(JsonbParseState **state, const char *key, int len)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = len;
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/*
+ * Apply a step's declarative edits, in order: rename keys (a renamed value
+ * replaces a key of the new name), then add missing keys with their
+ * defaults, then remove keys.  Top-level keys only.
+ */
+static Jsonb *
+upcast_edit(UpcastStep *step, Jsonb *data)
+{
+	JsonbParseState *state = NULL;
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue *res;
+	int			i;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+
+	/* kept keys, then renamed ones: the last of duplicate keys wins */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		it = JsonbIteratorInit(&data->root);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			int			r;
+
+			if (tok != WJB_KEY)
+				continue;
+			tok = JsonbIteratorNext(&it, &v, true);
+			r = upcast_name_index(step->rename_from, step->nrename,
+								  k.val.string.val, k.val.string.len);
+			if (pass == 0 && r < 0 &&
+				upcast_name_index(step->remove, step->nremove,
+								  k.val.string.val, k.val.string.len) < 0)
+			{
+				pushJsonbValue(&state, WJB_KEY, &k);
+				pushJsonbValue(&state, WJB_VALUE, &v);
+			}
+			else if (pass == 1 && r >= 0 &&
+					 upcast_name_index(step->remove, step->nremove,
+									   step->rename_to[r], strlen(step->rename_to[r])) < 0)
+			{
+				upcast_push_key(&state, step->rename_to[r], strlen(step->rename_to[r]));
+				pushJsonbValue(&state, WJB_VALUE, &v);
+			}
+		}
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	data = JsonbValueToJsonb(res);
+
+	if (step->add_fields != NULL)
+	{
+		state = NULL;
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		/* the defaults first: keys already in the data win */
+		for (i = 0; i < 2; i++)
+		{
+			it = JsonbIteratorInit(i == 0 ? &step->add_fields->root : &data->root);
+			while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+			{
+				if (tok != WJB_KEY)
+					continue;
+				tok = JsonbIteratorNext(&it, &v, true);
+				pushJsonbValue(&state, WJB_KEY, &k);
+				pushJsonbValue(&state, WJB_VALUE, &v);
+			}
+		}
+		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		data = JsonbValueToJsonb(res);
+	}
+	return data;
+}
+
+/* True when a step has declarative edits */
+static bool
+upcast_has_edits(UpcastStep *step)
+{
+	return step->nrename > 0 || step->nremove > 0 || step->add_fields != NULL;
+}
+
+/*
+ * Upcast an event row (of the es.event column layout) to its newest schema.
+ * Returns the tuple itself when no step applies, else a new tuple.  Call
+ * between upcast_begin and upcast_end.
+ */
+HeapTuple
+upcast_tuple(HeapTuple tuple, TupleDesc desc)
+{
+	Datum		values[READ_NATTS];
+	bool		nulls[READ_NATTS];
+	text	   *type;
+	int32		version;
+	UpcastStep *step;
+	Jsonb	   *data;
+	char	   *cur_type;
+	int			cur_len;
+	UpcastErrorContext ctx;
+	ErrorContextCallback errcb;
+
+	if (upcast_nsteps == 0)
+		return tuple;
+
+	type = DatumGetTextPP(heap_getattr(tuple, READ_ATT_EVENT_TYPE, desc, &nulls[0]));
+	version = DatumGetInt32(heap_getattr(tuple, READ_ATT_SCHEMA_VERSION, desc, &nulls[0]));
+	cur_type = VARDATA_ANY(type);
+	cur_len = VARSIZE_ANY_EXHDR(type);
+	step = upcast_find(cur_type, cur_len, version);
+	if (step == NULL)
+		return tuple;
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
+
+	ctx.position = DatumGetInt64(values[READ_ATT_GLOBAL_POSITION - 1]);
+	ctx.stream_id = TextDatumGetCString(values[READ_ATT_STREAM_ID - 1]);
+	ctx.stored_type = text_to_cstring(type);
+	ctx.stored_version = version;
+	errcb.callback = upcast_error_callback;
+	errcb.arg = &ctx;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	while (step != NULL)
+	{
+		ctx.step = step;
+		if (OidIsValid(step->funcoid))
+			data = upcast_call(step, data);
+		if (upcast_has_edits(step))
+			data = upcast_edit(step, data);
+		version++;
+		cur_type = step->to_type;
+		cur_len = strlen(step->to_type);
+		step = upcast_find(cur_type, cur_len, version);
+		if (upcast_econtext)
+			ResetExprContext(upcast_econtext);
+	}
+
+	error_context_stack = errcb.previous;
+
+	values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
+	values[READ_ATT_EVENT_TYPE - 1] = PointerGetDatum(cstring_to_text_with_len(cur_type, cur_len));
+	values[READ_ATT_SCHEMA_VERSION - 1] = Int32GetDatum(version);
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/*
+ * The stored type names whose events may come out as one of "wanted": the
+ * wanted names themselves and every type renamed into one of them, directly
+ * or through other renames.  Returns NULL when no rename leads into them
+ * (the stored names are the ones to look for).
+ */
+List *
+upcast_source_types(List *wanted)
+{
+	List	   *result = list_copy(wanted);
+	bool		grew = false;
+	bool		changed = true;
+
+	if (upcast_nsteps == 0)
+		return NULL;
+
+	while (changed)
+	{
+		HASH_SEQ_STATUS seq;
+		UpcastStep *step;
+
+		changed = false;
+		hash_seq_init(&seq, upcast_steps);
+		while ((step = hash_seq_search(&seq)) != NULL)
+		{
+			ListCell   *lc;
+			bool		into = false;
+			bool		known = false;
+
+			if (!step->renames_type)
+				continue;
+			foreach(lc, result)
+			{
+				const char *name = lfirst(lc);
+
+				if (strcmp(name, step->to_type) == 0)
+					into = true;
+				if ((int) strlen(name) == step->key.len &&
+					memcmp(name, step->key.type, step->key.len) == 0)
+					known = true;
+			}
+			if (into && !known)
+			{
+				result = lappend(result, pnstrdup(step->key.type, step->key.len));
+				changed = grew = true;
+			}
+		}
+	}
+	if (!grew)
+	{
+		list_free(result);
+		return NIL;
+	}
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(es_upcasters_changed);
+
+/*
+ * Statement trigger on es.upcaster_steps: tell every backend (and our own
+ * at the next command) that the registry changed.
+ */
+Datum
+es_upcasters_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("es.upcasters_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(es_relation_oid(ES_UPCASTER_STEPS));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,134 @@
+-- upcast.sql: es.register_upcaster, es.unregister_upcaster, es.upcasters,
+-- and upcasting on every read path
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS es;
+RESET client_min_messages;
+
+-- the bank account's deposits, as first written: amount a string, v1
+SELECT es.append('up-1', ARRAY[
+    es.new_event('UpOpened', '{"owner": "ann"}'),
+    es.new_event('UpDeposited', '{"amt": "10.50", "teller": "t1"}'),
+    es.new_event('UpDeposited', '{"amt": "2", "teller": "t2"}')]);
+-- written later in schema version 2 (amount renamed), and 4 (newest)
+SELECT es.append_event('up-1', 'UpDeposited', '{"amount": "7"}', schema_version => 2);
+SELECT es.append_event('up-2', 'UpFundsDeposited', '{"amount": 1, "currency": "EUR"}',
+                       schema_version => 4);
+SELECT min(global_position) - 1 AS base FROM es.events WHERE stream_id = 'up-1' \gset
+CREATE TABLE up_stored AS SELECT * FROM es.events WHERE stream_id LIKE 'up-%';
+
+-- step 1 -> 2: declarative, in C (rename a key, remove a key)
+SELECT es.register_upcaster('UpDeposited', 1,
+                            rename_fields => '{"amt": "amount"}',
+                            remove_fields => ARRAY['teller']);
+-- step 2 -> 3: a function, then a declarative default
+CREATE FUNCTION up_amount_to_number(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN data || jsonb_build_object('amount', (data ->> 'amount')::numeric);
+SELECT es.register_upcaster('UpDeposited', 2, 'up_amount_to_number(jsonb)',
+                            add_fields => '{"currency": "USD"}');
+-- step 3 -> 4: the type is renamed; the new type's chain continues at 4
+SELECT es.register_upcaster('UpDeposited', 3, to_event_type => 'UpFundsDeposited');
+-- step 4 -> 5 of the new type: a plpgsql function
+CREATE FUNCTION up_cents(data jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN data || jsonb_build_object('cents', ((data ->> 'amount')::numeric * 100)::bigint);
+END $$;
+SELECT es.register_upcaster('UpFundsDeposited', 4, 'up_cents(jsonb)');
+
+SELECT event_type, from_schema_version, to_schema_version, to_event_type, kind, upcaster,
+       rename_fields, add_fields, remove_fields
+  FROM es.upcasters WHERE event_type LIKE 'Up%' ORDER BY event_type, from_schema_version;
+
+-- every read returns the newest shape
+SELECT stream_version, event_type, schema_version, data FROM es.read_stream('up-1');
+SELECT stream_version, event_type, schema_version, data
+  FROM es.read_stream('up-1', backwards => true, max_count => 2);
+SELECT global_position - :base AS pos, event_type, schema_version, data
+  FROM es.read_all(:base, 100) WHERE stream_id LIKE 'up-%';
+SELECT global_position - :base AS pos, stream_id, event_type, schema_version, data
+  FROM es.read_category('up', :base);
+SELECT (e).event_type, (e).schema_version, (e).data FROM es.last_event('up-1') e;
+-- type filters apply to the upcast type: old stored names are found too
+SELECT global_position - :base AS pos, stream_id, event_type
+  FROM es.read_all(:base, 100, ARRAY['UpFundsDeposited']);
+SELECT count(*) FROM es.read_all(:base, 100, ARRAY['UpDeposited']);
+SELECT global_position - :base AS pos FROM es.read_all(:base, 2, ARRAY['UpFundsDeposited']);
+SELECT (es.last_event('up-1', 'UpFundsDeposited')).stream_version;
+SELECT (es.last_event('up-1', 'UpOpened')).stream_version;
+SELECT es.last_event('up-1', 'UpDeposited') IS NULL AS old_name_gone;
+
+-- stored events never change
+SELECT count(*) AS unchanged
+  FROM es.events e JOIN up_stored s USING (global_position)
+ WHERE e.data = s.data AND e.event_type = s.event_type AND e.schema_version = s.schema_version;
+
+-- add_fields does not overwrite a present key; rename replaces a key of the new name
+SELECT es.append_event('up-3', 'UpMerge', '{"a": 1, "b": 2, "c": 3}');
+SELECT es.register_upcaster('UpMerge', 1, rename_fields => '{"a": "b"}', add_fields => '{"c": 0, "d": 4}');
+SELECT data FROM es.read_stream('up-3');
+
+-- validation: each error is precise and registers nothing
+SELECT count(*) AS steps FROM es.upcaster_steps \gset
+\set VERBOSITY sqlstate
+SELECT es.register_upcaster('UpDeposited', 1, rename_fields => '{"x": "y"}');
+SELECT es.register_upcaster(NULL, 1);
+SELECT es.register_upcaster('', 1);
+SELECT es.register_upcaster('UpX', 0);
+SELECT es.register_upcaster('UpX', 1, 'jsonb_typeof(jsonb)');
+SELECT es.register_upcaster('UpX', 1, 'jsonb_set(jsonb,text[],jsonb,boolean)');
+SELECT es.register_upcaster('UpX', 1, 'jsonb_each(jsonb)');
+SELECT es.register_upcaster('UpFundsDeposited', 7, to_event_type => 'UpDeposited');
+SELECT es.register_upcaster('UpX', 1, to_event_type => 'UpX');
+SELECT es.register_upcaster('UpX', 1, to_event_type => '');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '{}');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '["a"]');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '{"a": 1}');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '{"a": "b"}', add_fields => '{"b": 1}');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '{"a": "b"}', remove_fields => ARRAY['b']);
+SELECT es.register_upcaster('UpX', 1, add_fields => '{}');
+SELECT es.register_upcaster('UpX', 1, add_fields => '3');
+SELECT es.register_upcaster('UpX', 1, remove_fields => ARRAY[]::text[]);
+SELECT es.unregister_upcaster('UpX', 1);
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT es.register_upcaster('UpDeposited', 1, rename_fields => '{"x": "y"}');
+SELECT es.register_upcaster('UpX', 1, 'jsonb_typeof(jsonb)');
+SELECT es.register_upcaster('UpFundsDeposited', 7, to_event_type => 'UpDeposited');
+SELECT es.register_upcaster('UpX', 1, rename_fields => '{"a": "b"}', add_fields => '{"b": 1}');
+SELECT es.unregister_upcaster('UpX', 1);
+SELECT count(*) = :steps AS nothing_registered FROM es.upcaster_steps;
+\set SHOW_CONTEXT errors
+
+-- runtime errors name the event and the step, and change nothing
+SELECT es.append_event('up-4', 'UpBad', '{"n": 1}');
+CREATE FUNCTION up_null(data jsonb) RETURNS jsonb LANGUAGE sql RETURN NULL::jsonb;
+CREATE FUNCTION up_array(data jsonb) RETURNS jsonb LANGUAGE sql RETURN '[1]'::jsonb;
+CREATE FUNCTION up_raise(data jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'cannot upcast %', data; END $$;
+SELECT es.register_upcaster('UpBad', 1, 'up_null(jsonb)');
+SELECT data FROM es.read_stream('up-4');
+SELECT es.unregister_upcaster('UpBad', 1);
+SELECT es.register_upcaster('UpBad', 1, 'up_array(jsonb)');
+SELECT (es.last_event('up-4')).data;
+SELECT es.unregister_upcaster('UpBad', 1);
+SELECT es.register_upcaster('UpBad', 1, 'up_raise(jsonb)');
+SELECT count(*) FROM es.read_category('up', :base);
+SELECT es.unregister_upcaster('UpBad', 1);
+SELECT data FROM es.read_stream('up-4');
+
+-- a redefined function is picked up at once
+CREATE OR REPLACE FUNCTION up_cents(data jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN data || jsonb_build_object('cents', -1);
+END $$;
+SELECT data ->> 'cents' AS cents FROM es.read_stream('up-2');
+
+-- unregistering a step ends the chain there
+SELECT es.unregister_upcaster('UpFundsDeposited', 4);
+SELECT es.unregister_upcaster('UpDeposited', 3);
+SELECT stream_version, event_type, schema_version, data FROM es.read_stream('up-1');
+
+-- clean up the registry for the tests that follow
+SELECT es.unregister_upcaster(event_type, from_schema_version)
+  FROM es.upcaster_steps WHERE event_type LIKE 'Up%';
+SELECT count(*) FROM es.upcasters WHERE event_type LIKE 'Up%';
