@@ -114,14 +114,17 @@ CREATE TRIGGER events_no_truncate
 ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_update_delete;
 ALTER TABLE es.events ENABLE ALWAYS TRIGGER events_no_truncate;
 
--- And nobody switches them off: DISABLE TRIGGER, a demotion from ALWAYS and
--- DROP TRIGGER on es.events are refused (the extension's scripts excepted).
+-- And nobody switches them off: DISABLE TRIGGER, a demotion from ALWAYS,
+-- DROP TRIGGER, other triggers, column or constraint changes on es.events,
+-- and CREATE OR REPLACE of es functions are refused (the extension's scripts
+-- excepted).  A superuser can still disable this event trigger itself: that
+-- deliberate act is the one way around it, short of DROP EXTENSION.
 CREATE FUNCTION es.ddl_guard() RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'es_ddl_guard' LANGUAGE C;
 COMMENT ON FUNCTION es.ddl_guard() IS
     'Event trigger function that keeps the append-only triggers of es.events in place.';
 CREATE EVENT TRIGGER es_ddl_guard ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'CREATE FUNCTION')
     EXECUTE FUNCTION es.ddl_guard();
 ALTER EVENT TRIGGER es_ddl_guard ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER es_ddl_guard IS

@@ -45,6 +45,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -728,9 +729,21 @@ es_append_json(PG_FUNCTION_ARGS)
 																			v->val.string.len))));
 		if ((v = append_json_key(obj, "schema_version", jbvNumeric, i + 1, "a number")) != NULL)
 		{
+			Numeric		num = v->val.numeric;
+
 			schema_given = true;
+			if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
+												  DirectFunctionCall2(numeric_trunc,
+																	  NumericGetDatum(num),
+																	  Int32GetDatum(0)))) ||
+				DatumGetBool(DirectFunctionCall2(numeric_gt, NumericGetDatum(num),
+												 DirectFunctionCall1(int4_numeric,
+																	 Int32GetDatum(PG_INT32_MAX)))))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("key \"schema_version\" of event %d must be a whole number", i + 1)));
 			schema_version = DatumGetInt32(DirectFunctionCall1(numeric_int4,
-															   NumericGetDatum(v->val.numeric)));
+															   NumericGetDatum(num)));
 		}
 
 		ids_given |= append_fill_event(&events[i], i + 1, type, data, metadata,

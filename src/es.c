@@ -19,7 +19,9 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "nodes/makefuncs.h"
+#include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "es.h"
 
@@ -124,6 +126,23 @@ es_relation_oid(EsRelation which)
 	return es_relation_oids[which];
 }
 
+/* The OID of the row type es.event */
+Oid
+es_event_type_oid(void)
+{
+	Oid			nsp = get_namespace_oid("es", false);
+	Oid			typoid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										 CStringGetDatum("event"),
+										 ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(typoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type es.event does not exist"),
+				 errhint("Is the extension es installed in this database?")));
+	return typoid;
+}
+
 PG_FUNCTION_INFO_V1(es_events_guard);
 
 /*
@@ -176,15 +195,17 @@ guard_refuse_ddl(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("es.events is append-only: %s is not allowed", what),
-			 errdetail("The triggers that keep es.events append-only cannot be disabled or dropped.")));
+			 errdetail("The extension keeps es.events, its triggers and its functions as they are.")));
 }
 
 PG_FUNCTION_INFO_V1(es_ddl_guard);
 
 /*
  * Event trigger (ddl_command_start): the append-only triggers on es.events
- * cannot be disabled, demoted from ENABLE ALWAYS, or dropped, and no other
- * trigger can be created on it, except by the extension's own scripts.
+ * cannot be disabled, demoted from ENABLE ALWAYS, or dropped; no other
+ * trigger can be created on it; its columns and constraints cannot be
+ * altered; the extension's functions cannot be replaced.  The extension's
+ * own scripts (CREATE and ALTER EXTENSION) are exempt.
  */
 Datum
 es_ddl_guard(PG_FUNCTION_ARGS)
@@ -212,6 +233,21 @@ es_ddl_guard(PG_FUNCTION_ARGS)
 
 			switch (cmd->subtype)
 			{
+					/* storage and planner settings change no event */
+				case AT_SetStatistics:
+				case AT_SetOptions:
+				case AT_ResetOptions:
+				case AT_SetStorage:
+				case AT_SetCompression:
+				case AT_SetRelOptions:
+				case AT_ResetRelOptions:
+				case AT_ReplaceRelOptions:
+				case AT_ClusterOn:
+				case AT_DropCluster:
+				case AT_ReplicaIdentity:
+				case AT_ChangeOwner:
+				case AT_EnableAlwaysTrig:
+					break;
 				case AT_EnableTrig:
 				case AT_EnableReplicaTrig:
 				case AT_DisableTrig:
@@ -222,9 +258,22 @@ es_ddl_guard(PG_FUNCTION_ARGS)
 					guard_refuse_ddl("changing its triggers");
 					break;
 				default:
+					/* columns, constraints, rewrites: they could change events */
+					guard_refuse_ddl("changing its definition");
 					break;
 			}
 		}
+	}
+	else if (IsA(trigdata->parsetree, CreateFunctionStmt))
+	{
+		CreateFunctionStmt *stmt = (CreateFunctionStmt *) trigdata->parsetree;
+		char	   *schema;
+		char	   *name;
+
+		/* replacing our functions (the guard among them) is for our scripts */
+		DeconstructQualifiedName(stmt->funcname, &schema, &name);
+		if (stmt->replace && schema != NULL && strcmp(schema, "es") == 0)
+			guard_refuse_ddl(psprintf("replacing function es.%s", name));
 	}
 	else if (IsA(trigdata->parsetree, CreateTrigStmt))
 	{

@@ -10,6 +10,7 @@
 #ifndef ES_H
 #define ES_H
 
+#include "fmgr.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "nodes/pg_list.h"
@@ -34,6 +35,7 @@ typedef enum EsRelation
 } EsRelation;
 
 extern Oid	es_relation_oid(EsRelation which);
+extern Oid	es_event_type_oid(void);
 
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1
@@ -68,6 +70,12 @@ extern bool horizon_enabled(void);
 extern void horizon_begin_allocation(void);
 extern void horizon_end_allocation(int64 first_position);
 extern Snapshot horizon_snapshot(int64 *horizon);
+
+/* read.c */
+typedef void (*ReadEachFn) (HeapTuple tuple, TupleDesc desc, void *arg);
+extern text *read_stream_id_arg(FunctionCallInfo fcinfo, int argno);
+extern void read_stream_each(text *stream_id, int64 from_version,
+							 ReadEachFn fn, void *arg);
 
 /* upcast.c: evolve events to their newest schema on every read */
 extern void UpcastInit(void);

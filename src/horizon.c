@@ -141,8 +141,7 @@ horizon_end_allocation(int64 first_position)
  * Take a snapshot for a gap-safe read and the horizon that goes with it:
  * positions >= *horizon may belong to transactions still open.  Our own open
  * transaction does not hold back our own reads.  The snapshot is registered;
- * the caller unregisters it.  Without preload, returns the transaction's
- * snapshot and PG_INT64_MAX (the caller applies the xmin rule instead).
+ * the caller unregisters it.  Only with preload (horizon_enabled()).
  */
 Snapshot
 horizon_snapshot(int64 *result)
@@ -151,11 +150,7 @@ horizon_snapshot(int64 *result)
 	Snapshot	snap;
 	int			i;
 
-	if (horizon == NULL)
-	{
-		*result = PG_INT64_MAX;
-		return RegisterSnapshot(GetTransactionSnapshot());
-	}
+	Assert(horizon != NULL);
 
 	LWLockAcquire(horizon->lock, LW_EXCLUSIVE);
 	for (i = 0; i < horizon->nslots; i++)

@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -134,7 +135,7 @@ read_plan(ReadPlan which)
 }
 
 /* Check a stream id argument of a read function */
-static text *
+text *
 read_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 {
 	text	   *stream_id;
@@ -267,6 +268,42 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	SPI_finish();
 }
 
+/*
+ * Call "fn" on every event of a stream with version >= from_version, upcast,
+ * oldest first.  The tuples have the es.event columns, in SPI memory.
+ */
+void
+read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', 'n', 'n'};
+	Portal		portal;
+
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = Int64GetDatum(from_version);
+	values[2] = values[3] = (Datum) 0;
+
+	upcast_begin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	portal = SPI_cursor_open(NULL, read_plan(READ_STREAM_FORWARD), values, nulls, true);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, READ_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+			fn(upcast_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc),
+			   SPI_tuptable->tupdesc, arg);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	upcast_end();
+}
+
 PG_FUNCTION_INFO_V1(es_read_stream);
 
 /* es.read_stream(stream_id, from_version, max_count, backwards, as_of) */
@@ -310,6 +347,7 @@ read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
 	int64		limit;
 	List	   *post_types = NIL;
 	Snapshot	snap;
+	ReadPlan	which;
 
 	if (from_position < 0)
 		ereport(ERROR,
@@ -334,11 +372,25 @@ read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
 		post_types = types;
 	}
 
-	/* registered with the resource owner: released on error too */
-	snap = horizon_snapshot(&horizon);
+	/*
+	 * On a hot standby nobody registers open appends (they run on the
+	 * primary), but the standby's snapshots know the primary's open
+	 * transactions: the xmin rule applies there.  The snapshot is registered
+	 * with the resource owner, so it is released on error too.
+	 */
+	if (horizon_enabled() && !RecoveryInProgress())
+	{
+		snap = horizon_snapshot(&horizon);
+		which = plain;
+	}
+	else
+	{
+		snap = RegisterSnapshot(GetTransactionSnapshot());
+		horizon = PG_INT64_MAX;
+		which = xmin_rule;
+	}
 	values[1] = Int64GetDatum(horizon);
-	read_events(fcinfo, horizon_enabled() ? plain : xmin_rule,
-				values, nulls, snap, post_types, limit);
+	read_events(fcinfo, which, values, nulls, snap, post_types, limit);
 	UnregisterSnapshot(snap);
 	upcast_end();
 }
@@ -412,10 +464,7 @@ es_read_category(PG_FUNCTION_ARGS)
 				 errmsg("category must not be null")));
 	category = PG_GETARG_TEXT_PP(0);
 	cat = text_to_cstring(category);
-	if (cat[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("category must not be empty")));
+	/* "" is allowed: it is the category of stream ids that start with "-" */
 	if (strchr(cat, '-') != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

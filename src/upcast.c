@@ -24,6 +24,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -168,6 +169,20 @@ upcast_text_array(Datum arr, int *n)
 	return result;
 }
 
+/* The owner of a relation */
+static Oid
+get_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "es: cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 /* Load the registry into the cache (in upcast_cxt) */
 static void
 upcast_load(void)
@@ -175,6 +190,8 @@ upcast_load(void)
 	HASHCTL		ctl;
 	MemoryContext old;
 	uint64		i;
+	Oid			save_userid;
+	int			save_sec;
 
 	if (upcast_cxt == NULL)
 		upcast_cxt = AllocSetContextCreate(CacheMemoryContext, "es upcasters",
@@ -199,12 +216,30 @@ upcast_load(void)
 	upcast_steps = hash_create("es upcaster steps", 64, &ctl,
 							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "es: SPI_connect failed");
-	if (SPI_execute("SELECT event_type, from_schema_version, upcaster::oid, "
-					"to_event_type, rename_fields, add_fields, remove_fields "
-					"FROM es.upcaster_steps", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "es: cannot read es.upcaster_steps");
+	/*
+	 * Every reader applies the registry, whatever its rights: read it as the
+	 * registry's owner.  A load that fails leaves the cache invalid.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(get_rel_owner(upcast_registry_relid),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "es: SPI_connect failed");
+		if (SPI_execute("SELECT event_type, from_schema_version, upcaster::oid, "
+						"to_event_type, rename_fields, add_fields, remove_fields "
+						"FROM es.upcaster_steps", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "es: cannot read es.upcaster_steps");
+	}
+	PG_CATCH();
+	{
+		upcast_valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	SetUserIdAndSecContext(save_userid, save_sec);
 
 	for (i = 0; i < SPI_processed; i++)
 	{

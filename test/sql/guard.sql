@@ -28,6 +28,15 @@ ALTER TABLE es.events DISABLE TRIGGER ALL;
 RESET session_replication_role;
 SELECT tgname, tgenabled FROM pg_trigger
  WHERE tgrelid = 'es.events'::regclass ORDER BY tgname;
+-- nor its definition, nor the guard function
+ALTER TABLE es.events ALTER COLUMN data TYPE jsonb USING '{"rewritten": true}'::jsonb;
+ALTER TABLE es.events DROP COLUMN metadata;
+ALTER TABLE es.events ADD COLUMN extra int;
+CREATE OR REPLACE FUNCTION es.events_guard() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN RETURN OLD; END $$;
+-- harmless settings are allowed
+ALTER TABLE es.events ALTER COLUMN data SET STATISTICS 200;
+ALTER TABLE es.events ALTER COLUMN data SET STATISTICS -1;
 -- no other trigger can be added (appends insert directly and would not fire it)
 CREATE FUNCTION gd_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER gd_before BEFORE INSERT ON es.events FOR EACH ROW EXECUTE FUNCTION gd_trg();
@@ -48,10 +57,12 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_e
   FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace
  ORDER BY p.proname;
 SELECT has_table_privilege('public', 'es.events', 'SELECT') AS public_select;
--- no function is SECURITY DEFINER: the append functions insert in C and
--- need no table privilege, EXECUTE on them is the right to append
-SELECT count(*) AS security_definer_functions
-  FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace AND p.prosecdef;
+-- the append functions are not SECURITY DEFINER: they insert in C and need
+-- no table privilege, EXECUTE on them is the right to append; the admin
+-- functions that are SECURITY DEFINER pin their search_path
+SELECT p.proname, p.proconfig
+  FROM pg_proc p WHERE p.pronamespace = 'es'::regnamespace AND p.prosecdef
+ ORDER BY p.proname;
 
 -- the README's recipe: a writer group (append and read) and a reader group
 SET client_min_messages = warning;

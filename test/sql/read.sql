@@ -81,6 +81,10 @@ SELECT (es.last_event('rd-1', 'Withdrawn')).stream_version;
 SELECT es.last_event('rd-1', 'Nope') IS NULL AS no_such_type,
        es.last_event('rd-none') IS NULL AS no_such_stream;
 
+-- a stream id that starts with '-' is in the category ''
+SELECT es.append_event('-rd', 'Odd', '{}');
+SELECT stream_id FROM es.read_category('', :base);
+
 -- bad input
 \set VERBOSITY sqlstate
 SELECT * FROM es.read_stream(NULL);
@@ -90,7 +94,6 @@ SELECT * FROM es.read_stream('rd-1', 1, -1);
 SELECT * FROM es.read_all(-1);
 SELECT * FROM es.read_all(0, -1);
 SELECT * FROM es.read_category(NULL);
-SELECT * FROM es.read_category('');
 SELECT * FROM es.read_category('rd-1');
 SELECT * FROM es.read_category('rd', 0, -5);
 SELECT * FROM es.read_category('rd', 0, 10, 3, 3);

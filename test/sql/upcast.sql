@@ -100,19 +100,33 @@ SELECT count(*) = :steps AS nothing_registered FROM es.upcaster_steps;
 \set SHOW_CONTEXT errors
 
 -- runtime errors name the event and the step, and change nothing
+-- (up_try prints an error's SQLSTATE, message and context, position masked)
+CREATE FUNCTION up_try(query text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    state text;
+    msg text;
+    ctx text;
+BEGIN
+    EXECUTE query;
+    RAISE NOTICE 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+    RAISE NOTICE '% %: %', state, msg,
+        regexp_replace(substring(ctx from 'upcasting event[^\n]*'), 'position \d+', 'position N');
+END $$;
 SELECT es.append_event('up-4', 'UpBad', '{"n": 1}');
 CREATE FUNCTION up_null(data jsonb) RETURNS jsonb LANGUAGE sql RETURN NULL::jsonb;
 CREATE FUNCTION up_array(data jsonb) RETURNS jsonb LANGUAGE sql RETURN '[1]'::jsonb;
 CREATE FUNCTION up_raise(data jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'cannot upcast %', data; END $$;
 SELECT es.register_upcaster('UpBad', 1, 'up_null(jsonb)');
-SELECT data FROM es.read_stream('up-4');
+SELECT up_try($$ SELECT data FROM es.read_stream('up-4') $$);
 SELECT es.unregister_upcaster('UpBad', 1);
 SELECT es.register_upcaster('UpBad', 1, 'up_array(jsonb)');
-SELECT (es.last_event('up-4')).data;
+SELECT up_try($$ SELECT (es.last_event('up-4')).data $$);
 SELECT es.unregister_upcaster('UpBad', 1);
 SELECT es.register_upcaster('UpBad', 1, 'up_raise(jsonb)');
-SELECT count(*) FROM es.read_category('up', :base);
+SELECT up_try(format($$ SELECT count(*) FROM es.read_category('up', %s) $$, :base));
 SELECT es.unregister_upcaster('UpBad', 1);
 SELECT data FROM es.read_stream('up-4');
 
