@@ -103,8 +103,12 @@ DELETE FROM es.events WHERE stream_id = 'gd-2';
 TRUNCATE es.events;
 RESET ROLE;
 
+-- readers apply upcasters without any right on the registry
+SELECT es.register_upcaster('GdDeposited', 1, rename_fields => '{"amount": "value"}');
+SELECT es.append_event('gd-2', 'GdDeposited', '{"amount": 5}');
 SET ROLE es_test_report;
-SELECT stream_version, event_type FROM es.read_stream('gd-2');
+SELECT stream_version, event_type, schema_version, data FROM es.read_stream('gd-2');
+SELECT stream_version, event_type, schema_version, data FROM es.read_stream('gd-2');
 SELECT count(*) FROM es.read_category('gd');
 SELECT es.stream_version('gd-2');
 -- the reader cannot append
@@ -114,6 +118,7 @@ SELECT es.append('gd-2', ARRAY[es.new_event('A', '{}')]);
 INSERT INTO es.events SELECT * FROM es.events LIMIT 1;
 RESET ROLE;
 
+SELECT es.unregister_upcaster('GdDeposited', 1);
 -- a role with no grants can do nothing
 CREATE ROLE es_test_nobody NOLOGIN;
 SET ROLE es_test_nobody;
