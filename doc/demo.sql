@@ -1,0 +1,243 @@
+-- doc/demo.sql: the bank account of the event-sourcing literature, told in SQL.
+--
+-- Run it with `bash .ci/demo` (builds, installs, and runs this file in a
+-- throwaway cluster), or by hand against a database where es can be created:
+--
+--     psql -X -v ON_ERROR_STOP=1 -f doc/demo.sql
+--
+-- The server needs shared_preload_libraries = 'es' (and, for the projections
+-- of later versions, wal_level = logical).
+
+\set ON_ERROR_STOP 1
+\set QUIET 1
+-- Errors print their SQLSTATE (ES001, 42501, ...); notices stay one line.
+\set VERBOSITY verbose
+\set SHOW_CONTEXT never
+\pset pager off
+\pset footer off
+\pset null '(null)'
+
+-- A fresh database for the story, so the file can be run more than once.
+\c postgres
+SET client_min_messages = warning;
+DROP DATABASE IF EXISTS es_demo;
+CREATE DATABASE es_demo;
+\c es_demo
+\set QUIET 1
+
+\echo
+\echo '=== 1. Install the extension ==============================================='
+\echo
+CREATE EXTENSION es;
+SELECT extname AS extension, extversion AS version, extnamespace::regnamespace AS schema
+  FROM pg_extension WHERE extname = 'es';
+
+\echo
+\echo '=== 2. Alice opens an account =============================================='
+\echo '-- A stream per account: "account-42" (category "account").'
+\echo '-- expected_version 0 means: this stream must not exist yet.'
+\echo
+SELECT es.append_event('account-42', 'AccountOpened',
+                       '{"owner": "Alice", "currency": "EUR"}',
+                       metadata => '{"by": "web"}',
+                       expected_version => 0) AS new_version;
+
+\echo
+\echo '=== 3. Two deposits, appended atomically in one call (es.append) ==========='
+\echo
+SELECT es.append('account-42',
+                 ARRAY[es.new_event('MoneyDeposited', '{"amount": 100, "memo": "salary"}'),
+                       es.new_event('MoneyDeposited', '{"amount": 50, "memo": "cash"}')],
+                 expected_version => 1) AS new_version;
+
+\echo
+\echo '=== 4. A withdrawal at the ATM, sent as JSON (es.append_json) =============='
+\echo
+SELECT es.append_json('account-42',
+                      '[{"type": "MoneyWithdrawn", "data": {"amount": 30, "via": "atm"},
+                         "metadata": {"by": "atm-0815"}}]',
+                      expected_version => 3) AS new_version;
+
+-- Remember this moment: section 8 looks at the account as it was then.
+SELECT clock_timestamp() AS after_atm \gset
+
+\echo
+\echo '=== 5. A concurrent writer: optimistic concurrency with ES001 =============='
+\echo '-- The teller loads the account (version 4, balance 120) to withdraw 40.'
+\echo
+SELECT es.stream_version('account-42') AS teller_version \gset
+SET demo.teller_version = :teller_version;
+SELECT :teller_version AS teller_loaded_version;
+
+\echo
+\echo '-- Meanwhile a card payment of 60 lands first, at version 5:'
+\echo
+SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 60, "via": "card"}',
+                       expected_version => :teller_version) AS new_version;
+
+\echo
+\echo '-- The teller saves with the version it loaded: rejected (ES001).'
+\echo '-- Its command handler catches ES001, reloads, re-checks the balance, retries.'
+\echo
+\set VERBOSITY default
+-- (default verbosity while the block runs: its notices without LOCATION lines)
+DO $$
+DECLARE
+    expected bigint := current_setting('demo.teller_version')::bigint;
+    balance  numeric;
+    msg      text;
+    detail   text;
+    version  bigint;
+BEGIN
+    LOOP
+        BEGIN
+            version := es.append_event('account-42', 'MoneyWithdrawn',
+                                       '{"amount": 40, "via": "teller"}',
+                                       expected_version => expected);
+            RAISE NOTICE 'teller: withdrawal appended, stream now at version %', version;
+            EXIT;
+        EXCEPTION WHEN SQLSTATE 'ES001' THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+            RAISE NOTICE 'teller: ES001 %', msg;
+            RAISE NOTICE 'teller: %', detail;
+            -- Reload: fold the stream again to get its version and balance.
+            SELECT max(stream_version),
+                   sum(CASE event_type
+                         WHEN 'MoneyDeposited' THEN (data ->> 'amount')::numeric
+                         WHEN 'MoneyWithdrawn' THEN -(data ->> 'amount')::numeric
+                         ELSE 0 END)
+              INTO expected, balance
+              FROM es.read_stream('account-42');
+            IF balance < 40 THEN
+                RAISE EXCEPTION 'insufficient funds: balance %', balance;
+            END IF;
+            RAISE NOTICE 'teller: reloaded version %, balance % covers 40: retrying', expected, balance;
+        END;
+    END LOOP;
+END
+$$;
+\set VERBOSITY verbose
+
+\echo
+\echo '=== 6. The stream read back (es.read_stream) ==============================='
+\echo
+SELECT stream_version AS version, event_type, data, metadata
+  FROM es.read_stream('account-42');
+
+\echo
+\echo '-- The last two events, newest first (backwards => true, max_count => 2):'
+\echo
+SELECT stream_version AS version, event_type, data
+  FROM es.read_stream('account-42', max_count => 2, backwards => true);
+
+\echo
+\echo '=== 7. The balance, folded from the events with plain SQL =================='
+\echo
+SELECT stream_version AS version, event_type,
+       (data ->> 'amount')::numeric AS amount,
+       sum(CASE event_type
+             WHEN 'MoneyDeposited' THEN (data ->> 'amount')::numeric
+             WHEN 'MoneyWithdrawn' THEN -(data ->> 'amount')::numeric
+             ELSE 0 END) OVER (ORDER BY stream_version) AS running_balance
+  FROM es.read_stream('account-42');
+
+\echo
+\echo '=== 8. The account as it was after the ATM withdrawal (as_of) =============='
+\echo '-- recorded_at is the appending transaction''s start time; as_of keeps the'
+\echo '-- events recorded at or before the moment remembered in section 4.'
+\echo
+SELECT count(*) AS events_then,
+       max(stream_version) AS version_then,
+       sum(CASE event_type
+             WHEN 'MoneyDeposited' THEN (data ->> 'amount')::numeric
+             WHEN 'MoneyWithdrawn' THEN -(data ->> 'amount')::numeric
+             ELSE 0 END) AS balance_then
+  FROM es.read_stream('account-42', as_of => :'after_atm');
+
+\echo
+\echo '=== 9. Idempotent retry: the same event id is written once ================='
+\echo '-- A client times out and resends its deposit with the same event id.'
+\echo
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 25, "memo": "refund"}',
+                       event_id => '0b5c6d1e-0000-4000-8000-000000000025') AS first_try;
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 25, "memo": "refund"}',
+                       event_id => '0b5c6d1e-0000-4000-8000-000000000025') AS resent;
+SELECT es.stream_version('account-42') AS stream_version,
+       (SELECT count(*) FROM es.read_stream('account-42')
+         WHERE event_id = '0b5c6d1e-0000-4000-8000-000000000025') AS copies;
+
+\echo
+\echo '-- The same id with a different payload is not a retry: ES002.'
+\echo
+\set ON_ERROR_STOP 0
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 2500, "memo": "refund"}',
+                       event_id => '0b5c6d1e-0000-4000-8000-000000000025');
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '=== 10. History cannot be rewritten, not even by a superuser ==============='
+\echo
+SELECT current_user AS who, rolsuper AS superuser FROM pg_roles WHERE rolname = current_user;
+\set ON_ERROR_STOP 0
+DELETE FROM es.events WHERE stream_id = 'account-42' AND event_type = 'MoneyWithdrawn';
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '=== 11. A second account, and a category read (es.read_category) ==========='
+\echo '-- Bob opens account-7; a customer stream lives in another category.'
+\echo
+SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency": "EUR"}',
+                       expected_version => 0) AS bob_version;
+SELECT es.append_event('account-7', 'MoneyDeposited', '{"amount": 500, "memo": "bonus"}',
+                       expected_version => 1) AS bob_version;
+SELECT es.append_event('customer-alice', 'CustomerRegistered', '{"name": "Alice"}',
+                       expected_version => 0) AS customer_version;
+
+\echo
+\echo '-- Every account event, in global position order:'
+\echo
+SELECT global_position AS position, stream_id, stream_version AS version, event_type, data
+  FROM es.read_category('account');
+
+\echo
+\echo '-- Balances of all accounts, folded from the category:'
+\echo
+SELECT stream_id,
+       sum(CASE event_type
+             WHEN 'MoneyDeposited' THEN (data ->> 'amount')::numeric
+             WHEN 'MoneyWithdrawn' THEN -(data ->> 'amount')::numeric
+             ELSE 0 END) AS balance
+  FROM es.read_category('account')
+ GROUP BY stream_id ORDER BY stream_id;
+
+\echo
+\echo '=== 12. The global log (es.read_all), paged with a checkpoint =============='
+\echo '-- read_all never returns a position while a smaller one may still commit,'
+\echo '-- so "the last position I saw" is a safe checkpoint.'
+\echo
+SELECT global_position AS position, stream_id, stream_version AS version, event_type
+  FROM es.read_all(from_position => 0, max_count => 5);
+
+\echo
+\echo '-- ... next page, after checkpoint 5:'
+\echo
+SELECT global_position AS position, stream_id, stream_version AS version, event_type
+  FROM es.read_all(from_position => 5, max_count => 100);
+
+\echo
+\echo '-- Only some event types:'
+\echo
+SELECT global_position AS position, stream_id, event_type, data
+  FROM es.read_all(event_types => ARRAY['AccountOpened', 'CustomerRegistered']);
+
+\echo
+\echo '=== 13. Quick look-ups ====================================================='
+\echo
+SELECT es.stream_version('account-42') AS "account-42",
+       es.stream_version('account-7')  AS "account-7",
+       es.stream_version('account-99') AS "account-99 (none)";
+SELECT stream_version AS version, event_type, data
+  FROM es.last_event('account-42', 'MoneyWithdrawn');
+
+\echo
+\echo 'The end: every balance above was computed from events, none was stored.'
