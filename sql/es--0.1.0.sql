@@ -408,6 +408,119 @@ COMMENT ON VIEW es.upcasters IS
     'Registered upcaster steps: from (event_type, from_schema_version) to (to_event_type, to_schema_version).';
 
 -- ---------------------------------------------------------------------------
+-- Snapshots and folding
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE es.snapshots (
+    stream_id     text        NOT NULL,
+    snapshot_type text        NOT NULL,
+    version       bigint      NOT NULL,
+    state         jsonb       NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT snapshots_pkey PRIMARY KEY (stream_id, snapshot_type, version)
+);
+COMMENT ON TABLE es.snapshots IS
+    'The latest snapshot of each stream and snapshot type; written by es.save_snapshot.';
+SELECT pg_catalog.pg_extension_config_dump('es.snapshots', '');
+
+CREATE TABLE es.snapshot_intervals (
+    snapshot_type text NOT NULL PRIMARY KEY,
+    every         int  NOT NULL CHECK (every > 0)
+);
+COMMENT ON TABLE es.snapshot_intervals IS
+    'Automatic snapshots: es.fold saves one when it folded at least "every" events.';
+SELECT pg_catalog.pg_extension_config_dump('es.snapshot_intervals', '');
+
+CREATE FUNCTION es.save_snapshot(
+    stream_id text,
+    version bigint,
+    state jsonb,
+    snapshot_type text DEFAULT 'default')
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p_stream  text := save_snapshot.stream_id;
+    p_version bigint := save_snapshot.version;
+    p_type    text := save_snapshot.snapshot_type;
+    current   bigint;
+BEGIN
+    IF p_stream IS NULL OR p_version IS NULL OR state IS NULL OR p_type IS NULL THEN
+        RAISE EXCEPTION 'stream_id, version, state and snapshot_type must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF p_stream = '' OR p_type = '' THEN
+        RAISE EXCEPTION 'stream_id and snapshot_type must not be empty' USING ERRCODE = '22023';
+    END IF;
+    current := es.stream_version(p_stream);
+    IF p_version < 1 OR p_version > current THEN
+        RAISE EXCEPTION 'stream "%" has no version %', p_stream, p_version
+            USING ERRCODE = '22023',
+                  DETAIL = format('Its version is %s.', current),
+                  HINT = 'A snapshot is the state after an event the stream has.';
+    END IF;
+    INSERT INTO es.snapshots AS s (stream_id, snapshot_type, version, state)
+    VALUES (p_stream, p_type, p_version, state)
+    ON CONFLICT ON CONSTRAINT snapshots_pkey
+    DO UPDATE SET state = EXCLUDED.state, created_at = now();
+    -- only the latest snapshot of a type is ever used
+    DELETE FROM es.snapshots s
+     WHERE s.stream_id = p_stream AND s.snapshot_type = p_type AND s.version < p_version;
+END
+$$;
+COMMENT ON FUNCTION es.save_snapshot(text, bigint, jsonb, text) IS
+    'Saves the state of a stream after its event "version", for es.fold and es.load_snapshot.';
+
+CREATE FUNCTION es.load_snapshot(stream_id text, snapshot_type text DEFAULT 'default')
+RETURNS TABLE (version bigint, state jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.version, s.state FROM es.snapshots s
+     WHERE s.stream_id = load_snapshot.stream_id
+       AND s.snapshot_type = load_snapshot.snapshot_type
+       AND s.version <= es.stream_version(load_snapshot.stream_id)
+     ORDER BY s.version DESC LIMIT 1
+$$;
+COMMENT ON FUNCTION es.load_snapshot(text, text) IS
+    'The latest snapshot of a stream and snapshot type: its version and state; no row when there is none.';
+
+CREATE FUNCTION es.set_snapshot_interval(snapshot_type text, every int)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF snapshot_type IS NULL OR snapshot_type = '' THEN
+        RAISE EXCEPTION 'snapshot_type must not be null or empty' USING ERRCODE = '22023';
+    END IF;
+    IF every IS NULL OR every = 0 THEN
+        DELETE FROM es.snapshot_intervals i WHERE i.snapshot_type = set_snapshot_interval.snapshot_type;
+    ELSIF every < 0 THEN
+        RAISE EXCEPTION 'every must be positive (or 0 or NULL to stop), not %', every
+            USING ERRCODE = '22023';
+    ELSE
+        INSERT INTO es.snapshot_intervals AS i VALUES (snapshot_type, every)
+        ON CONFLICT ON CONSTRAINT snapshot_intervals_pkey DO UPDATE SET every = EXCLUDED.every;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION es.set_snapshot_interval(text, int) IS
+    'Makes es.fold save a snapshot of this type when it folded at least "every" events (0 or NULL: never).';
+
+CREATE FUNCTION es.fold(
+    stream_id text,
+    reducer regprocedure,
+    initial jsonb DEFAULT '{}',
+    snapshot_type text DEFAULT 'default')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'es_fold'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es.fold(text, regprocedure, jsonb, text) IS
+    'Folds a stream''s upcast events with reducer(state jsonb, e es.event) RETURNS jsonb, from its latest snapshot of snapshot_type (from initial at version 0 when there is none or snapshot_type is NULL).';
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; see the README for role recipes.
 -- ---------------------------------------------------------------------------
 

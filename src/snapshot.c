@@ -1,0 +1,313 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot.c
+ *	  es.fold: rebuild an aggregate's state from its latest snapshot and the
+ *	  (upcast) events after it.
+ *
+ * The reducer, reducer(state jsonb, e es.event) RETURNS jsonb, is compiled
+ * once per backend into an expression reducer($1, $2) through the planner,
+ * so a SQL-language reducer made of one expression is inlined.  Snapshots
+ * are read and written through es.load_snapshot and es.save_snapshot, which
+ * own the validation; fold saves one itself when the snapshot type has an
+ * interval (es.set_snapshot_interval) and it folded at least that many
+ * events.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "es.h"
+
+/* The compiled reducer of the last fold, kept until a function changes */
+typedef struct FoldReducer
+{
+	Oid			funcoid;
+	Oid			event_type;		/* the OID of es.event */
+	ExprState  *expr;			/* reducer($1, $2) */
+	ExprContext *econtext;
+	ParamListInfo params;
+} FoldReducer;
+
+static MemoryContext fold_cxt = NULL;
+static FoldReducer *fold_reducer = NULL;
+static bool fold_callback_registered = false;
+
+/* The state of one fold */
+typedef struct FoldState
+{
+	FoldReducer *reducer;
+	TupleDesc	event_desc;		/* es.event */
+	MemoryContext state_cxt;	/* holds the current state */
+	Jsonb	   *state;
+	int64		version;		/* of the last event folded */
+	int64		folded;
+	const char *stream_id;
+} FoldState;
+
+/* A function changed: the compiled reducer may be stale */
+static void
+fold_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	fold_reducer = NULL;
+	if (fold_cxt != NULL)
+		MemoryContextReset(fold_cxt);
+}
+
+/* Check the reducer's signature and compile reducer($1, $2) */
+static FoldReducer *
+fold_compile(Oid funcoid)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			event_type = es_event_type_oid();
+	bool		ok;
+	MemoryContext old;
+	FoldReducer *r;
+	Param	   *state_param;
+	Param	   *event_param;
+	FuncExpr   *call;
+
+	if (fold_reducer != NULL && fold_reducer->funcoid == funcoid &&
+		fold_reducer->event_type == event_type)
+		return fold_reducer;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("reducer function %u does not exist", funcoid)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	ok = proc->prokind == PROKIND_FUNCTION && proc->pronargs == 2 &&
+		proc->proargtypes.values[0] == JSONBOID &&
+		proc->proargtypes.values[1] == event_type &&
+		proc->prorettype == JSONBOID && !proc->proretset;
+	ReleaseSysCache(tup);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("reducer %s must be a function (state jsonb, e es.event) RETURNS jsonb",
+						format_procedure(funcoid))));
+
+	if (!fold_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, fold_proc_callback, (Datum) 0);
+		fold_callback_registered = true;
+	}
+	if (fold_cxt == NULL)
+		fold_cxt = AllocSetContextCreate(CacheMemoryContext, "es fold reducer",
+										 ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(fold_cxt);
+	fold_reducer = NULL;
+
+	old = MemoryContextSwitchTo(fold_cxt);
+	r = palloc0(sizeof(FoldReducer));
+	r->funcoid = funcoid;
+	r->event_type = event_type;
+
+	state_param = makeNode(Param);
+	state_param->paramkind = PARAM_EXTERN;
+	state_param->paramid = 1;
+	state_param->paramtype = JSONBOID;
+	state_param->paramtypmod = -1;
+	state_param->location = -1;
+	event_param = copyObject(state_param);
+	event_param->paramid = 2;
+	event_param->paramtype = event_type;
+
+	call = makeFuncExpr(funcoid, JSONBOID, list_make2(state_param, event_param),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	r->expr = ExecInitExpr(expression_planner((Expr *) call), NULL);
+	r->econtext = CreateStandaloneExprContext();
+	r->params = makeParamList(2);
+	r->params->numParams = 2;
+	MemoryContextSwitchTo(old);
+
+	fold_reducer = r;
+	return r;
+}
+
+/* Error context: name the event being folded */
+static void
+fold_error_callback(void *arg)
+{
+	FoldState  *f = arg;
+
+	errcontext("folding stream \"%s\" at version " INT64_FORMAT " with reducer %s",
+			   f->stream_id, f->version, format_procedure(f->reducer->funcoid));
+}
+
+/* Fold one (upcast) event into the state */
+static void
+fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
+{
+	FoldState  *f = arg;
+	FoldReducer *r = f->reducer;
+	Datum		values[READ_NATTS];
+	bool		nulls[READ_NATTS];
+	HeapTuple	event;
+	Datum		result;
+	bool		isnull;
+	MemoryContext old;
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	f->version = DatumGetInt64(values[READ_ATT_STREAM_VERSION - 1]);
+	event = heap_form_tuple(f->event_desc, values, nulls);
+
+	r->params->params[0].value = JsonbPGetDatum(f->state);
+	r->params->params[0].isnull = false;
+	r->params->params[0].pflags = PARAM_FLAG_CONST;
+	r->params->params[0].ptype = JSONBOID;
+	r->params->params[1].value = HeapTupleGetDatum(event);
+	r->params->params[1].isnull = false;
+	r->params->params[1].pflags = PARAM_FLAG_CONST;
+	r->params->params[1].ptype = r->event_type;
+	r->econtext->ecxt_param_list_info = r->params;
+
+	result = ExecEvalExpr(r->expr, r->econtext, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reducer %s returned NULL", format_procedure(r->funcoid)),
+				 errhint("A reducer returns the new state as jsonb.")));
+
+	/* keep the new state, free the old one */
+	old = MemoryContextSwitchTo(f->state_cxt);
+	pfree(f->state);
+	f->state = DatumGetJsonbPCopy(result);
+	MemoryContextSwitchTo(old);
+	ResetExprContext(r->econtext);
+	heap_freetuple(event);
+	f->folded++;
+}
+
+/* Run a query through SPI with the given arguments; returns SPI_processed */
+static uint64
+fold_spi(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "es: query failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+PG_FUNCTION_INFO_V1(es_fold);
+
+/* es.fold(stream_id, reducer, initial, snapshot_type) */
+Datum
+es_fold(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id = read_stream_id_arg(fcinfo, 0);
+	FoldState	f;
+	MemoryContext caller = CurrentMemoryContext;
+	ErrorContextCallback errcb;
+	int64		snapshot_version = 0;
+	int64		interval = 0;
+	Jsonb	   *result;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reducer must not be null")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("initial must not be null"),
+				 errhint("Use '{}' for an empty state.")));
+
+	memset(&f, 0, sizeof(f));
+	f.stream_id = text_to_cstring(stream_id);
+	f.reducer = fold_compile(PG_GETARG_OID(1));
+	f.event_desc = lookup_rowtype_tupdesc_copy(f.reducer->event_type, -1);
+	f.state_cxt = AllocSetContextCreate(CurrentMemoryContext, "es fold state",
+										ALLOCSET_DEFAULT_SIZES);
+	f.state = (Jsonb *) MemoryContextAlloc(f.state_cxt, VARSIZE(PG_GETARG_JSONB_P(2)));
+	memcpy(f.state, PG_GETARG_JSONB_P(2), VARSIZE(PG_GETARG_JSONB_P(2)));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+
+	/* start from the latest snapshot of the type, if any */
+	if (!PG_ARGISNULL(3))
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+
+		values[0] = PointerGetDatum(stream_id);
+		values[1] = PG_GETARG_DATUM(3);
+		if (fold_spi("SELECT version, state FROM es.load_snapshot($1, $2)",
+					 2, types, values) > 0)
+		{
+			bool		isnull;
+			MemoryContext old;
+
+			snapshot_version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+			old = MemoryContextSwitchTo(f.state_cxt);
+			pfree(f.state);
+			f.state = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+			MemoryContextSwitchTo(old);
+		}
+		if (fold_spi("SELECT every FROM es.snapshot_intervals WHERE snapshot_type = $1",
+					 1, types, &values[1]) > 0)
+		{
+			bool		isnull;
+
+			interval = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
+	f.version = snapshot_version;
+
+	errcb.callback = fold_error_callback;
+	errcb.arg = &f;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	read_stream_each(stream_id, snapshot_version + 1, fold_event, &f);
+	error_context_stack = errcb.previous;
+
+	/* automatic snapshot: enough events folded, and we may write */
+	if (interval > 0 && f.folded >= interval && !XactReadOnly && !RecoveryInProgress())
+	{
+		Oid			types[4] = {TEXTOID, INT8OID, JSONBOID, TEXTOID};
+		Datum		values[4];
+
+		values[0] = PointerGetDatum(stream_id);
+		values[1] = Int64GetDatum(f.version);
+		values[2] = JsonbPGetDatum(f.state);
+		values[3] = PG_GETARG_DATUM(3);
+		fold_spi("SELECT es.save_snapshot($1, $2, $3, $4)", 4, types, values);
+	}
+	SPI_finish();
+
+	result = (Jsonb *) MemoryContextAlloc(caller, VARSIZE(f.state));
+	memcpy(result, f.state, VARSIZE(f.state));
+	MemoryContextDelete(f.state_cxt);
+	PG_RETURN_JSONB_P(result);
+}
