@@ -250,13 +250,13 @@ COMMENT ON TABLE es.upcaster_steps IS
     'Registered upcaster steps; change it only with es.register_upcaster and es.unregister_upcaster.';
 SELECT pg_catalog.pg_extension_config_dump('es.upcaster_steps', '');
 
-CREATE FUNCTION es.upcasters_changed() RETURNS trigger
-AS 'MODULE_PATHNAME', 'es_upcasters_changed' LANGUAGE C;
-COMMENT ON FUNCTION es.upcasters_changed() IS
-    'Trigger function: tells every session that the upcaster registry changed.';
+CREATE FUNCTION es.registry_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'es_registry_changed' LANGUAGE C;
+COMMENT ON FUNCTION es.registry_changed() IS
+    'Trigger function: tells every session that a table it caches (upcasters, stream lifecycle) changed.';
 CREATE TRIGGER upcaster_steps_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON es.upcaster_steps
-    FOR EACH STATEMENT EXECUTE FUNCTION es.upcasters_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION es.registry_changed();
 
 CREATE FUNCTION es.register_upcaster(
     event_type text,
@@ -408,6 +408,221 @@ COMMENT ON VIEW es.upcasters IS
     'Registered upcaster steps: from (event_type, from_schema_version) to (to_event_type, to_schema_version).';
 
 -- ---------------------------------------------------------------------------
+-- Stream lifecycle: soft delete, tombstone, retention, scavenge
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE es.stream_metadata (
+    stream_id       text        NOT NULL,
+    deleted_before  bigint      NOT NULL DEFAULT 0,
+    tombstoned_at   timestamptz,
+    max_count       bigint,
+    max_age         interval,
+    truncate_before bigint,
+    scavenged_to    bigint      NOT NULL DEFAULT 0,
+    deleted_at      timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT stream_metadata_pkey PRIMARY KEY (stream_id)
+);
+COMMENT ON TABLE es.stream_metadata IS
+    'Lifecycle state of the streams that have one: soft delete point, tombstone, retention, scavenge progress.';
+COMMENT ON COLUMN es.stream_metadata.deleted_before IS
+    'Versions up to this one are soft deleted: hidden from every read.';
+COMMENT ON COLUMN es.stream_metadata.scavenged_to IS
+    'The highest version es.scavenge removed: numbering continues after it.';
+SELECT pg_catalog.pg_extension_config_dump('es.stream_metadata', '');
+CREATE TRIGGER stream_metadata_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON es.stream_metadata
+    FOR EACH STATEMENT EXECUTE FUNCTION es.registry_changed();
+
+CREATE FUNCTION es.event_hidden(m es.stream_metadata, stream_version bigint, recorded_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN m.tombstoned_at IS NOT NULL
+    OR event_hidden.stream_version <= m.deleted_before
+    OR event_hidden.stream_version < coalesce(m.truncate_before, 0)
+    OR coalesce(event_hidden.recorded_at < now() - m.max_age, false)
+    OR coalesce(event_hidden.stream_version <= (SELECT max(x.stream_version) FROM es.events x
+                                                 WHERE x.stream_id = m.stream_id) - m.max_count, false);
+COMMENT ON FUNCTION es.event_hidden(es.stream_metadata, bigint, timestamptz) IS
+    'True when a stream''s lifecycle row hides its event of that version and time.';
+
+CREATE FUNCTION es.lock_stream(stream_id text) RETURNS void
+AS 'MODULE_PATHNAME', 'es_lock_stream' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es.lock_stream(text) IS
+    'Takes a stream''s append lock until the end of the transaction (appends, deletes and tombstones of the stream wait for it).';
+
+-- The lifecycle state and ES001 check shared by delete_stream and tombstone_stream
+CREATE FUNCTION es.check_stream_for_delete(p_stream text, p_expected bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v bigint;
+    deleted bigint;
+    tomb timestamptz;
+BEGIN
+    IF p_stream IS NULL THEN
+        RAISE EXCEPTION 'stream_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF p_stream = '' THEN
+        RAISE EXCEPTION 'stream_id must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF p_expected < -1 THEN
+        RAISE EXCEPTION 'expected_version must be NULL, -1, 0 or a positive version, not %', p_expected
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM es.lock_stream(p_stream);
+    -- under the lock, a new statement sees the stream's latest state
+    SELECT m.deleted_before, m.tombstoned_at INTO deleted, tomb
+      FROM es.stream_metadata m WHERE m.stream_id = p_stream;
+    IF tomb IS NOT NULL THEN
+        RAISE EXCEPTION 'stream "%" is deleted', p_stream USING ERRCODE = 'ES003',
+            DETAIL = 'The stream was hard deleted (tombstoned): it cannot be read or appended to again.';
+    END IF;
+    v := es.stream_version(p_stream);
+    IF p_expected IS NOT NULL AND NOT (p_expected = v
+           OR (p_expected = -1 AND v > coalesce(deleted, 0))
+           OR (p_expected = 0 AND v <= coalesce(deleted, 0))) THEN
+        RAISE EXCEPTION 'wrong expected version for stream "%"', p_stream USING ERRCODE = 'ES001',
+            DETAIL = format('Expected %s, actual version %s.',
+                            CASE p_expected WHEN 0 THEN 'no stream' WHEN -1 THEN 'an existing stream'
+                                            ELSE 'version ' || p_expected END, v),
+            HINT = 'Read the stream again and retry with its current version.';
+    END IF;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION es.check_stream_for_delete(text, bigint) IS
+    'Internal: locks a stream and checks it for es.delete_stream and es.tombstone_stream.';
+
+CREATE FUNCTION es.delete_stream(stream_id text, expected_version bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v bigint := es.check_stream_for_delete(delete_stream.stream_id, expected_version);
+BEGIN
+    INSERT INTO es.stream_metadata AS m (stream_id, deleted_before, deleted_at)
+    VALUES (delete_stream.stream_id, v, now())
+    ON CONFLICT ON CONSTRAINT stream_metadata_pkey
+    DO UPDATE SET deleted_before = EXCLUDED.deleted_before, deleted_at = now(), updated_at = now();
+    DELETE FROM es.snapshots s WHERE s.stream_id = delete_stream.stream_id AND s.version <= v;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION es.delete_stream(text, bigint) IS
+    'Soft delete: hides the stream''s events up to its current version from every read; a later append (expected version 0 allowed) recreates it, numbering continuing. Returns the deleted version.';
+
+CREATE FUNCTION es.tombstone_stream(stream_id text, expected_version bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v bigint := es.check_stream_for_delete(tombstone_stream.stream_id, expected_version);
+BEGIN
+    INSERT INTO es.stream_metadata AS m (stream_id, deleted_before, tombstoned_at, deleted_at)
+    VALUES (tombstone_stream.stream_id, v, now(), now())
+    ON CONFLICT ON CONSTRAINT stream_metadata_pkey
+    DO UPDATE SET deleted_before = EXCLUDED.deleted_before, tombstoned_at = now(),
+                  deleted_at = now(), updated_at = now();
+    DELETE FROM es.snapshots s WHERE s.stream_id = tombstone_stream.stream_id;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION es.tombstone_stream(text, bigint) IS
+    'Hard delete: the stream can never be appended to or read again (ES003); es.scavenge removes its events. Returns its last version.';
+
+CREATE FUNCTION es.set_stream_metadata(
+    stream_id text,
+    max_count bigint DEFAULT NULL,
+    max_age interval DEFAULT NULL,
+    truncate_before bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF set_stream_metadata.stream_id IS NULL OR set_stream_metadata.stream_id = '' THEN
+        RAISE EXCEPTION 'stream_id must not be null or empty' USING ERRCODE = '22023';
+    END IF;
+    IF max_count < 1 THEN
+        RAISE EXCEPTION 'max_count must be at least 1, not %', max_count USING ERRCODE = '22023';
+    END IF;
+    IF max_age <= interval '0' THEN
+        RAISE EXCEPTION 'max_age must be positive, not %', max_age USING ERRCODE = '22023';
+    END IF;
+    IF truncate_before < 1 THEN
+        RAISE EXCEPTION 'truncate_before must be at least 1, not %', truncate_before
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO es.stream_metadata AS m (stream_id, max_count, max_age, truncate_before)
+    VALUES (set_stream_metadata.stream_id, max_count, max_age, truncate_before)
+    ON CONFLICT ON CONSTRAINT stream_metadata_pkey
+    DO UPDATE SET max_count = EXCLUDED.max_count, max_age = EXCLUDED.max_age,
+                  truncate_before = EXCLUDED.truncate_before, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION es.set_stream_metadata(text, bigint, interval, bigint) IS
+    'Retention of a stream, applied by every read at once: keep the last max_count events, events younger than max_age, versions from truncate_before (NULL: no limit).';
+
+CREATE FUNCTION es.scavenge(max_events bigint DEFAULT 10000)
+RETURNS TABLE (stream_id text, events_removed bigint, up_to_version bigint)
+AS 'MODULE_PATHNAME', 'es_scavenge'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es.scavenge(bigint) IS
+    'Physically removes up to max_events events hidden by deletes, tombstones and retention; one row per stream touched. Call it until it returns no row.';
+
+CREATE VIEW es.streams AS
+SELECT coalesce(e.stream_id, m.stream_id) AS stream_id,
+       split_part(coalesce(e.stream_id, m.stream_id), '-', 1) AS category,
+       greatest(e.version, m.deleted_before, m.scavenged_to, 0) AS version,
+       coalesce(e.stored_events, 0) AS stored_events,
+       e.created_at,
+       e.updated_at,
+       CASE WHEN m.tombstoned_at IS NOT NULL THEN 'tombstoned'
+            WHEN greatest(e.version, 0) <= coalesce(m.deleted_before, 0)
+                 AND m.deleted_before > 0 THEN 'deleted'
+            ELSE 'active' END AS state,
+       m.deleted_before,
+       m.max_count,
+       m.max_age,
+       m.truncate_before,
+       m.scavenged_to
+  FROM (SELECT x.stream_id, max(x.stream_version) AS version, count(*) AS stored_events,
+               min(x.recorded_at) AS created_at, max(x.recorded_at) AS updated_at
+          FROM es.events x GROUP BY x.stream_id) e
+  FULL JOIN es.stream_metadata m ON m.stream_id = e.stream_id;
+COMMENT ON VIEW es.streams IS
+    'One row per stream: version, category, stored events, first and last append time, state (active, deleted, tombstoned) and retention. Scans the whole log: for psql, not for hot paths.';
+
+CREATE VIEW es.categories AS
+SELECT split_part(x.stream_id, '-', 1) AS category,
+       count(DISTINCT x.stream_id) AS streams,
+       count(*) AS events,
+       min(x.global_position) AS first_position,
+       max(x.global_position) AS last_position,
+       min(x.recorded_at) AS first_recorded_at,
+       max(x.recorded_at) AS last_recorded_at
+  FROM es.events x GROUP BY 1;
+COMMENT ON VIEW es.categories IS
+    'Per category: streams, stored events, first and last position and time. Scans the whole log.';
+
+CREATE VIEW es.event_types AS
+SELECT x.event_type,
+       x.schema_version,
+       count(*) AS events,
+       min(x.global_position) AS first_position,
+       max(x.global_position) AS last_position,
+       min(x.recorded_at) AS first_recorded_at,
+       max(x.recorded_at) AS last_recorded_at
+  FROM es.events x GROUP BY 1, 2;
+COMMENT ON VIEW es.event_types IS
+    'Per stored event type and schema version: events, first and last position and time. Scans the whole log.';
+
+-- ---------------------------------------------------------------------------
 -- Snapshots and folding
 -- ---------------------------------------------------------------------------
 
@@ -481,6 +696,9 @@ AS $$
      WHERE s.stream_id = load_snapshot.stream_id
        AND s.snapshot_type = load_snapshot.snapshot_type
        AND s.version <= es.stream_version(load_snapshot.stream_id)
+       -- a soft delete ends the state that snapshots before it describe
+       AND s.version > coalesce((SELECT m.deleted_before FROM es.stream_metadata m
+                                  WHERE m.stream_id = load_snapshot.stream_id), 0)
      ORDER BY s.version DESC LIMIT 1
 $$;
 COMMENT ON FUNCTION es.load_snapshot(text, text) IS
@@ -527,3 +745,5 @@ COMMENT ON FUNCTION es.fold(text, regprocedure, jsonb, text) IS
 REVOKE ALL ON ALL TABLES IN SCHEMA es FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA es FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA es FROM PUBLIC;
+-- pure helpers that read queries may inline
+GRANT EXECUTE ON FUNCTION es.event_hidden(es.stream_metadata, bigint, timestamptz) TO PUBLIC;

@@ -55,9 +55,6 @@
 
 #include "es.h"
 
-/* Distinguishes our stream locks from user advisory locks (which use 1, 2) */
-#define APPEND_LOCKTAG_FIELD4	0x4553
-
 /* One event to append, validated and normalized */
 typedef struct AppendEvent
 {
@@ -195,20 +192,6 @@ append_check_duplicate_ids(AppendEvent *events, int n)
 					 errmsg("event id %s appears more than once in one append",
 							DatumGetCString(DirectFunctionCall1(uuid_out, ids[i])))));
 	pfree(ids);
-}
-
-/* Lock the stream until the end of the transaction */
-static void
-append_lock_stream(text *stream_id)
-{
-	LOCKTAG		tag;
-	uint64		h;
-
-	h = DatumGetUInt64(hash_any_extended((unsigned char *) VARDATA_ANY(stream_id),
-										 VARSIZE_ANY_EXHDR(stream_id), 0));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
-						 APPEND_LOCKTAG_FIELD4);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /*
@@ -457,6 +440,7 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 {
 	AppendTarget t;
 	int64		version;
+	bool		exists;
 	int64		result;
 	int64	   *positions;
 	Oid			seqoid;
@@ -481,15 +465,30 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 	t.slot = table_slot_create(t.rel, NULL);
 
 	/* Under the stream lock, the latest snapshot shows the true version */
-	append_lock_stream(stream_id);
+	es_lock_stream_id(stream_id);
 	t.snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	version = append_stream_version(&t, stream_id);
+	exists = version > 0;
+	/* deleted, tombstoned or scavenged streams (rare: a cached flag says) */
+	if (lifecycle_in_use())
+	{
+		StreamMeta	m;
+
+		lifecycle_get(stream_id, &m);
+		if (m.tombstoned)
+			lifecycle_tombstoned(stream_id);
+		/* numbering continues after deleted and scavenged versions */
+		version = Max(version, Max(m.deleted_before, m.scavenged_to));
+		/* a soft deleted stream can be recreated with expected version 0 */
+		exists = version > m.deleted_before;
+	}
 	result = -1;
 	if (ids_given)
 		result = append_check_overlap(&t, stream_id, events, n);
 	if (result < 0 && has_expected &&
-		!(expected == version || (expected == -1 && version > 0)))
+		!(expected == version || (expected == -1 && exists) ||
+		  (expected == 0 && !exists)))
 		append_wrong_version(stream_id, expected, version);
 
 	if (result < 0)

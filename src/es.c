@@ -19,13 +19,20 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "nodes/makefuncs.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "storage/lock.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "es.h"
 
 PG_MODULE_MAGIC;
+
+/* Distinguishes our stream locks from user advisory locks (which use 1, 2) */
+#define ES_LOCKTAG_FIELD4	0x4553
 
 bool		es_notify = false;
 
@@ -39,6 +46,8 @@ static const char *const es_relation_names[ES_NRELATIONS] = {
 	[ES_EVENTS_EVENT_ID] = "events_stream_event_id_key",
 	[ES_POSITION_SEQ] = "events_global_position_seq",
 	[ES_UPCASTER_STEPS] = "upcaster_steps",
+	[ES_STREAM_METADATA] = "stream_metadata",
+	[ES_STREAM_METADATA_PKEY] = "stream_metadata_pkey",
 };
 
 /* Their OIDs, looked up once per backend; reset on relcache flush */
@@ -103,6 +112,7 @@ _PG_init(void)
 	CacheRegisterRelcacheCallback(es_relcache_callback, (Datum) 0);
 	HorizonInit();
 	UpcastInit();
+	LifecycleInit();
 }
 
 /* The OID of one of the extension's relations, from the backend's cache */
@@ -143,6 +153,58 @@ es_event_type_oid(void)
 	return typoid;
 }
 
+/* The owner of a relation */
+Oid
+es_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "es: cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Lock a stream until the end of the transaction: what serializes appends,
+ * deletes and tombstones of one stream, and nothing wider (a lock on a hash
+ * of the stream id, apart from user advisory locks).
+ */
+void
+es_lock_stream_id(text *stream_id)
+{
+	LOCKTAG		tag;
+	uint64		h;
+
+	h = DatumGetUInt64(hash_any_extended((unsigned char *) VARDATA_ANY(stream_id),
+										 VARSIZE_ANY_EXHDR(stream_id), 0));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 ES_LOCKTAG_FIELD4);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+PG_FUNCTION_INFO_V1(es_registry_changed);
+
+/*
+ * Statement trigger on the tables that backends cache (the upcaster
+ * registry, the stream lifecycle rows): tell every backend, and our own at
+ * the next command, that the table changed.
+ */
+Datum
+es_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("es.registry_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
 PG_FUNCTION_INFO_V1(es_events_guard);
 
 /*
@@ -160,6 +222,10 @@ es_events_guard(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("es.events_guard() must be called as a trigger")));
+
+	/* es.scavenge removes hidden events, and only those */
+	if (lifecycle_scavenging && TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_trigtuple);
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		what = "UPDATE";

@@ -14,11 +14,13 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "nodes/pg_list.h"
+#include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
 /* SQLSTATEs of our own, documented in doc/reference.md */
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_IDEMPOTENCY_MISMATCH		MAKE_SQLSTATE('E','S','0','0','2')
+#define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','3')
 
 /* GUCs (es.c) */
 extern bool es_notify;
@@ -31,11 +33,15 @@ typedef enum EsRelation
 	ES_EVENTS_EVENT_ID,			/* its unique index (stream_id, event_id) */
 	ES_POSITION_SEQ,			/* es.events_global_position_seq */
 	ES_UPCASTER_STEPS,			/* es.upcaster_steps */
+	ES_STREAM_METADATA,			/* es.stream_metadata */
+	ES_STREAM_METADATA_PKEY,	/* its primary key (stream_id) */
 	ES_NRELATIONS
 } EsRelation;
 
 extern Oid	es_relation_oid(EsRelation which);
 extern Oid	es_event_type_oid(void);
+extern Oid	es_rel_owner(Oid relid);
+extern void es_lock_stream_id(text *stream_id);
 
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1
@@ -70,6 +76,28 @@ extern bool horizon_enabled(void);
 extern void horizon_begin_allocation(void);
 extern void horizon_end_allocation(int64 first_position);
 extern Snapshot horizon_snapshot(int64 *horizon);
+
+/* lifecycle.c: deletes, tombstones, retention */
+typedef struct StreamMeta
+{
+	bool		found;			/* the stream has a lifecycle row */
+	int64		deleted_before; /* versions up to this one are soft deleted */
+	bool		tombstoned;
+	int64		max_count;		/* 0: none */
+	bool		has_max_age;
+	Interval	max_age;
+	int64		truncate_before;	/* 0: none */
+	int64		scavenged_to;	/* the highest version scavenged */
+} StreamMeta;
+
+extern bool lifecycle_scavenging;
+extern void LifecycleInit(void);
+extern bool lifecycle_in_use(void);
+extern void lifecycle_get(text *stream_id, StreamMeta *m);
+extern void lifecycle_tombstoned(text *stream_id) pg_attribute_noreturn();
+extern int64 lifecycle_first_visible(StreamMeta *m, int64 last,
+									 bool *has_min_recorded,
+									 TimestampTz *min_recorded);
 
 /* read.c */
 typedef void (*ReadEachFn) (HeapTuple tuple, TupleDesc desc, void *arg);

@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "es.h"
@@ -60,57 +61,66 @@ static Datum read_text_array(List *names);
  */
 #define XMIN_RULE " AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
+/* Events hidden by a delete or retention (only when some stream has a row) */
+#define HIDDEN_RULE(p) \
+	" AND (" p " IS NOT TRUE OR NOT EXISTS (SELECT 1 FROM es.stream_metadata m " \
+	"WHERE m.stream_id = events.stream_id " \
+	"AND es.event_hidden(m, events.stream_version, events.recorded_at)))"
+
 #define ALL_QUERY(rule) \
 	"SELECT " READ_COLUMNS " FROM es.events " \
 	"WHERE global_position > $1 AND global_position < $2" rule \
-	" AND ($3::text[] IS NULL OR event_type = ANY ($3)) " \
-	"ORDER BY global_position LIMIT $4"
+	" AND ($3::text[] IS NULL OR event_type = ANY ($3))" HIDDEN_RULE("$5::boolean") \
+	" ORDER BY global_position LIMIT $4"
 
 #define CATEGORY_QUERY(rule) \
 	"SELECT " READ_COLUMNS " FROM es.events " \
 	"WHERE split_part(stream_id, '-', 1) = $5 " \
 	"AND global_position > $1 AND global_position < $2" rule \
 	" AND ($7::int IS NULL OR " \
-	"(hashtextextended(stream_id, 0) & 9223372036854775807) % $7 = $6) " \
-	"ORDER BY global_position LIMIT $4"
+	"(hashtextextended(stream_id, 0) & 9223372036854775807) % $7 = $6)" \
+	HIDDEN_RULE("$8::boolean") " ORDER BY global_position LIMIT $4"
 
 /* SQL text and argument types of each plan */
 static const struct
 {
 	const char *sql;
 	int			nargs;
-	Oid			types[7];
+	Oid			types[8];
 }			read_plan_defs[READ_NPLANS] =
 {
 	[READ_STREAM_FORWARD] = {
 		"SELECT " READ_COLUMNS " FROM es.events "
 		"WHERE stream_id = $1 AND stream_version >= $2 "
 		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
+		"AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
 		"ORDER BY stream_version LIMIT $4",
-		4, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID}
+		5, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID}
 	},
 	[READ_STREAM_BACKWARD] = {
 		"SELECT " READ_COLUMNS " FROM es.events "
 		"WHERE stream_id = $1 AND stream_version >= $2 "
 		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
+		"AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
 		"ORDER BY stream_version DESC LIMIT $4",
-		4, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID}
+		5, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID}
 	},
-	[READ_ALL] = {ALL_QUERY(""), 4, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID}},
-	[READ_ALL_XMIN] = {ALL_QUERY(XMIN_RULE), 4, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID}},
+	[READ_ALL] = {ALL_QUERY(""), 5, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID, BOOLOID}},
+	[READ_ALL_XMIN] = {ALL_QUERY(XMIN_RULE), 5, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID, BOOLOID}},
 	[READ_CATEGORY] = {
-		CATEGORY_QUERY(""), 7,
-		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID}
+		CATEGORY_QUERY(""), 8,
+		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID, BOOLOID}
 	},
 	[READ_CATEGORY_XMIN] = {
-		CATEGORY_QUERY(XMIN_RULE), 7,
-		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID}
+		CATEGORY_QUERY(XMIN_RULE), 8,
+		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID, BOOLOID}
 	},
 	[READ_LAST_EVENT] = {
 		"SELECT " READ_COLUMNS " FROM es.events "
 		"WHERE stream_id = $1 AND ($2::text[] IS NULL OR event_type = ANY ($2)) "
+		"AND stream_version >= $4 AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
 		"ORDER BY stream_version DESC LIMIT $3",
-		3, {TEXTOID, TEXTARRAYOID, INT8OID}
+		5, {TEXTOID, TEXTARRAYOID, INT8OID, INT8OID, TIMESTAMPTZOID}
 	},
 };
 
@@ -268,6 +278,67 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	SPI_finish();
 }
 
+/* The version of a stream's last stored event, 0 when none */
+static int64
+read_last_stored_version(text *stream_id)
+{
+	Datum		values[5];
+	char		nulls[5] = {' ', 'n', ' ', ' ', 'n'};
+	int64		version = 0;
+
+	values[0] = PointerGetDatum(stream_id);
+	values[1] = values[4] = (Datum) 0;
+	values[2] = Int64GetDatum(1);
+	values[3] = Int64GetDatum(0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "es: stream version query failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc,
+											  READ_ATT_STREAM_VERSION, &isnull));
+	}
+	SPI_finish();
+	return version;
+}
+
+/*
+ * Apply a stream's lifecycle to a read that starts at "from": a tombstoned
+ * stream raises ES003; returns the first visible version to read from, and
+ * sets *min_recorded (a timestamptz datum, *min_null ' ') under max_age.
+ */
+static int64
+read_visible_from(text *stream_id, int64 from, Datum *min_recorded, char *min_null)
+{
+	StreamMeta	m;
+	bool		has_min;
+	TimestampTz ts;
+	int64		first;
+
+	*min_recorded = (Datum) 0;
+	*min_null = 'n';
+	if (!lifecycle_in_use())
+		return from;
+	lifecycle_get(stream_id, &m);
+	if (!m.found)
+		return from;
+	if (m.tombstoned)
+		lifecycle_tombstoned(stream_id);
+	first = lifecycle_first_visible(&m, m.max_count > 0 ? read_last_stored_version(stream_id) : 0,
+									&has_min, &ts);
+	if (has_min)
+	{
+		*min_recorded = TimestampTzGetDatum(ts);
+		*min_null = ' ';
+	}
+	return Max(from, first);
+}
+
 /*
  * Call "fn" on every event of a stream with version >= from_version, upcast,
  * oldest first.  The tuples have the es.event columns, in SPI memory.
@@ -275,15 +346,16 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 void
 read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', 'n', 'n'};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
 	Portal		portal;
 
 	values[0] = PointerGetDatum(stream_id);
-	values[1] = Int64GetDatum(from_version);
 	values[2] = values[3] = (Datum) 0;
 
 	upcast_begin();
+	values[1] = Int64GetDatum(read_visible_from(stream_id, from_version,
+												&values[4], &nulls[4]));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
 	portal = SPI_cursor_open(NULL, read_plan(READ_STREAM_FORWARD), values, nulls, true);
@@ -310,22 +382,24 @@ PG_FUNCTION_INFO_V1(es_read_stream);
 Datum
 es_read_stream(PG_FUNCTION_ARGS)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', 'n'};
 	int64		from_version = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
 	bool		backwards = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	text	   *stream_id = read_stream_id_arg(fcinfo, 0);
 
-	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
+	values[0] = PointerGetDatum(stream_id);
 	if (from_version < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("from_version must not be negative, not " INT64_FORMAT, from_version)));
-	values[1] = Int64GetDatum(from_version);
 	values[2] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	nulls[2] = PG_ARGISNULL(4) ? 'n' : ' ';
 	values[3] = read_max_count_arg(fcinfo, 2, &nulls[3]);
 
 	upcast_begin();
+	values[1] = Int64GetDatum(read_visible_from(stream_id, from_version,
+												&values[4], &nulls[4]));
 	read_events(fcinfo, backwards ? READ_STREAM_BACKWARD : READ_STREAM_FORWARD,
 				values, nulls, NULL, NIL, -1);
 	upcast_end();
@@ -336,11 +410,13 @@ es_read_stream(PG_FUNCTION_ARGS)
  * Shared part of the gap-safe reads: values[0..3] are from_position (the
  * argument number from_arg), the horizon, event types and max_count (the
  * next argument); the category read adds its own.  "types" are the event
- * types asked for, NIL for all.
+ * types asked for, NIL for all.  values[hidden_param] gets whether events
+ * hidden by stream deletes and retention must be looked for.
  */
 static void
 read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
-			  ReadPlan xmin_rule, Datum *values, char *nulls, List *types)
+			  ReadPlan xmin_rule, Datum *values, char *nulls, List *types,
+			  int hidden_param)
 {
 	int64		from_position = PG_ARGISNULL(from_arg) ? 0 : PG_GETARG_INT64(from_arg);
 	int64		horizon;
@@ -359,6 +435,8 @@ read_gap_safe(FunctionCallInfo fcinfo, int from_arg, ReadPlan plain,
 	limit = nulls[3] == 'n' ? -1 : DatumGetInt64(values[3]);
 
 	upcast_begin();
+	values[hidden_param] = BoolGetDatum(lifecycle_in_use());
+	nulls[hidden_param] = ' ';
 	if (types != NIL && upcast_any())
 	{
 		/*
@@ -432,15 +510,15 @@ PG_FUNCTION_INFO_V1(es_read_all);
 Datum
 es_read_all(PG_FUNCTION_ARGS)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	List	   *types = NIL;
 
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	if (!PG_ARGISNULL(2))
 		types = read_text_list(values[2]);
-	read_gap_safe(fcinfo, 0, READ_ALL, READ_ALL_XMIN, values, nulls, types);
+	read_gap_safe(fcinfo, 0, READ_ALL, READ_ALL_XMIN, values, nulls, types, 4);
 	return (Datum) 0;
 }
 
@@ -453,8 +531,8 @@ PG_FUNCTION_INFO_V1(es_read_category);
 Datum
 es_read_category(PG_FUNCTION_ARGS)
 {
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', 'n', ' ', ' ', 'n', 'n'};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', 'n', ' ', ' ', 'n', 'n', ' '};
 	text	   *category;
 	char	   *cat;
 
@@ -495,7 +573,7 @@ es_read_category(PG_FUNCTION_ARGS)
 		nulls[5] = nulls[6] = ' ';
 	}
 	values[2] = (Datum) 0;
-	read_gap_safe(fcinfo, 1, READ_CATEGORY, READ_CATEGORY_XMIN, values, nulls, NIL);
+	read_gap_safe(fcinfo, 1, READ_CATEGORY, READ_CATEGORY_XMIN, values, nulls, NIL, 7);
 	return (Datum) 0;
 }
 
@@ -505,27 +583,17 @@ PG_FUNCTION_INFO_V1(es_stream_version);
 Datum
 es_stream_version(PG_FUNCTION_ARGS)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', 'n', ' '};
-	int64		version = 0;
+	text	   *stream_id = read_stream_id_arg(fcinfo, 0);
+	int64		version = read_last_stored_version(stream_id);
 
-	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
-	values[1] = (Datum) 0;
-	values[2] = Int64GetDatum(1);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "es: SPI_connect failed");
-	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "es: stream version query failed");
-	if (SPI_processed > 0)
+	/* numbering continues after deleted and scavenged versions */
+	if (lifecycle_in_use())
 	{
-		bool		isnull;
+		StreamMeta	m;
 
-		version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc,
-											  READ_ATT_STREAM_VERSION, &isnull));
+		lifecycle_get(stream_id, &m);
+		version = Max(version, Max(m.deleted_before, m.scavenged_to));
 	}
-	SPI_finish();
 	PG_RETURN_INT64(version);
 }
 
@@ -538,15 +606,16 @@ PG_FUNCTION_INFO_V1(es_last_event);
 Datum
 es_last_event(PG_FUNCTION_ARGS)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', 'n', 'n'};
+	Datum		values[5];
+	char		nulls[5] = {' ', 'n', 'n', ' ', 'n'};
 	TupleDesc	desc;
+	text	   *stream_id = read_stream_id_arg(fcinfo, 0);
 	MemoryContext caller = CurrentMemoryContext;
 	HeapTuple	result = NULL;
 	List	   *types = NIL;
 	Portal		portal;
 
-	values[0] = PointerGetDatum(read_stream_id_arg(fcinfo, 0));
+	values[0] = PointerGetDatum(stream_id);
 	values[1] = values[2] = (Datum) 0;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -554,6 +623,7 @@ es_last_event(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 
 	upcast_begin();
+	values[3] = Int64GetDatum(read_visible_from(stream_id, 0, &values[4], &nulls[4]));
 	if (!PG_ARGISNULL(1))
 	{
 		List	   *sources;

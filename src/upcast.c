@@ -169,20 +169,6 @@ upcast_text_array(Datum arr, int *n)
 	return result;
 }
 
-/* The owner of a relation */
-static Oid
-get_rel_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "es: cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* Load the registry into the cache (in upcast_cxt) */
 static void
 upcast_load(void)
@@ -221,7 +207,7 @@ upcast_load(void)
 	 * registry's owner.  A load that fails leaves the cache invalid.
 	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(get_rel_owner(upcast_registry_relid),
+	SetUserIdAndSecContext(es_rel_owner(upcast_registry_relid),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
@@ -651,21 +637,4 @@ upcast_source_types(List *wanted)
 		return NIL;
 	}
 	return result;
-}
-
-PG_FUNCTION_INFO_V1(es_upcasters_changed);
-
-/*
- * Statement trigger on es.upcaster_steps: tell every backend (and our own
- * at the next command) that the registry changed.
- */
-Datum
-es_upcasters_changed(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("es.upcasters_changed() must be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(es_relation_oid(ES_UPCASTER_STEPS));
-	return PointerGetDatum(NULL);
 }

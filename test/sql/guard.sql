@@ -73,7 +73,7 @@ DROP ROLE IF EXISTS es_test_reader;
 RESET client_min_messages;
 CREATE ROLE es_test_reader NOLOGIN;
 GRANT USAGE ON SCHEMA es TO es_test_reader;
-GRANT SELECT ON es.events TO es_test_reader;
+GRANT SELECT ON es.events, es.stream_metadata TO es_test_reader;
 GRANT EXECUTE ON FUNCTION
     es.read_stream(text, bigint, bigint, boolean, timestamptz),
     es.read_all(bigint, bigint, text[]),
@@ -130,7 +130,7 @@ SELECT es.stream_version('gd-2') AS gd2, es.stream_version('gd-3') AS gd3;
 DROP ROLE es_test_nobody;
 DROP ROLE es_test_app;
 DROP ROLE es_test_report;
-REVOKE ALL ON es.events FROM es_test_reader;
+REVOKE ALL ON es.events, es.stream_metadata FROM es_test_reader;
 REVOKE ALL ON SCHEMA es FROM es_test_reader;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA es FROM es_test_reader, es_test_writer;
 DROP ROLE es_test_writer;
