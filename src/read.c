@@ -57,9 +57,14 @@ static Datum read_text_array(List *names);
 /*
  * Gap-safe reads with preload stop below $2 (the horizon).  Without preload
  * the _XMIN variants keep only events whose transaction is below the xmin of
- * the statement's snapshot (an InitPlan, computed once).
+ * the statement's snapshot (an InitPlan, computed once).  A visible event
+ * whose xid is at or above the snapshot's xmax cannot come from this
+ * cluster's transactions: it was restored from a dump of another cluster,
+ * and is committed, so it is returned too.
  */
-#define XMIN_RULE " AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
+#define XMIN_RULE \
+	" AND (xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))" \
+	" OR xid >= (SELECT pg_snapshot_xmax(pg_current_snapshot())))"
 
 /* Events hidden by a delete or retention (only when some stream has a row) */
 #define HIDDEN_RULE(p) \
