@@ -504,6 +504,9 @@ AS $$
 DECLARE
     v bigint := es.check_stream_for_delete(delete_stream.stream_id, expected_version);
 BEGIN
+    IF v = 0 THEN
+        RETURN 0;   -- nothing to delete
+    END IF;
     INSERT INTO es.stream_metadata AS m (stream_id, deleted_before, deleted_at)
     VALUES (delete_stream.stream_id, v, now())
     ON CONFLICT ON CONSTRAINT stream_metadata_pkey
@@ -551,8 +554,9 @@ BEGIN
     IF max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be at least 1, not %', max_count USING ERRCODE = '22023';
     END IF;
-    IF max_age <= interval '0' THEN
-        RAISE EXCEPTION 'max_age must be positive, not %', max_age USING ERRCODE = '22023';
+    IF max_age <= interval '0' OR max_age > interval '1000 years' THEN
+        RAISE EXCEPTION 'max_age must be positive and at most 1000 years, not %', max_age
+            USING ERRCODE = '22023';
     END IF;
     IF truncate_before < 1 THEN
         RAISE EXCEPTION 'truncate_before must be at least 1, not %', truncate_before
@@ -668,7 +672,16 @@ BEGIN
     IF p_stream = '' OR p_type = '' THEN
         RAISE EXCEPTION 'stream_id and snapshot_type must not be empty' USING ERRCODE = '22023';
     END IF;
+    IF EXISTS (SELECT 1 FROM es.stream_metadata m
+                WHERE m.stream_id = p_stream AND m.tombstoned_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'stream "%" is deleted', p_stream USING ERRCODE = 'ES003';
+    END IF;
     current := es.stream_version(p_stream);
+    IF p_version <= coalesce((SELECT m.deleted_before FROM es.stream_metadata m
+                               WHERE m.stream_id = p_stream), 0) AND p_version >= 1 THEN
+        RAISE EXCEPTION 'version % of stream "%" is deleted', p_version, p_stream
+            USING ERRCODE = '22023', HINT = 'Snapshot a version after the delete.';
+    END IF;
     IF p_version < 1 OR p_version > current THEN
         RAISE EXCEPTION 'stream "%" has no version %', p_stream, p_version
             USING ERRCODE = '22023',

@@ -224,7 +224,7 @@ Datum
 es_scavenge(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		budget = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT64(0);
+	volatile int64 budget = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT64(0);
 	uint64		s;
 	SPITupleTable *streams;
 
@@ -240,44 +240,52 @@ es_scavenge(PG_FUNCTION_ARGS)
 	lifecycle_spi("SELECT stream_id FROM es.stream_metadata ORDER BY stream_id", 0, NULL, NULL);
 	streams = SPI_tuptable;
 
+	/* let the guard pass our deletes, and only while this loop runs */
 	lifecycle_scavenging = true;
-	for (s = 0; s < streams->numvals && budget > 0; s++)
+	PG_TRY();
 	{
-		Oid			types[2] = {TEXTOID, INT8OID};
-		Datum		values[2];
-		bool		isnull;
-		int64		removed;
-		int64		up_to;
-
-		values[0] = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
-		values[1] = Int64GetDatum(budget);
-		lifecycle_spi("WITH gone AS ("
-					  "  DELETE FROM es.events e WHERE e.ctid = ANY (ARRAY("
-					  "    SELECT x.ctid FROM es.events x JOIN es.stream_metadata m USING (stream_id)"
-					  "     WHERE x.stream_id = $1 AND es.event_hidden(m, x.stream_version, x.recorded_at)"
-					  "     ORDER BY x.stream_version LIMIT $2))"
-					  "  RETURNING e.stream_version) "
-					  "SELECT count(*), max(stream_version) FROM gone",
-					  2, types, values);
-		removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (removed == 0)
-			continue;
-		up_to = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		values[1] = Int64GetDatum(up_to);
-		lifecycle_spi("UPDATE es.stream_metadata SET scavenged_to = greatest(scavenged_to, $2), "
-					  "updated_at = now() WHERE stream_id = $1", 2, types, values);
-		budget -= removed;
+		for (s = 0; s < streams->numvals && budget > 0; s++)
 		{
-			Datum		out[3];
-			bool		outnull[3] = {false, false, false};
+			Oid			types[2] = {TEXTOID, INT8OID};
+			Datum		values[2];
+			bool		isnull;
+			int64		removed;
+			int64		up_to;
 
-			out[0] = PointerGetDatum(DatumGetTextPCopy(values[0]));
-			out[1] = Int64GetDatum(removed);
-			out[2] = Int64GetDatum(up_to);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+			values[0] = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
+			values[1] = Int64GetDatum(budget);
+			lifecycle_spi("WITH gone AS ("
+						  "  DELETE FROM es.events e WHERE e.ctid = ANY (ARRAY("
+						  "    SELECT x.ctid FROM es.events x JOIN es.stream_metadata m USING (stream_id)"
+						  "     WHERE x.stream_id = $1 AND es.event_hidden(m, x.stream_version, x.recorded_at)"
+						  "     ORDER BY x.stream_version LIMIT $2))"
+						  "  RETURNING e.stream_version) "
+						  "SELECT count(*), max(stream_version) FROM gone",
+						  2, types, values);
+			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (removed == 0)
+				continue;
+			up_to = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			values[1] = Int64GetDatum(up_to);
+			lifecycle_spi("UPDATE es.stream_metadata SET scavenged_to = greatest(scavenged_to, $2), "
+						  "updated_at = now() WHERE stream_id = $1", 2, types, values);
+			budget -= removed;
+			{
+				Datum		out[3];
+				bool		outnull[3] = {false, false, false};
+
+				out[0] = PointerGetDatum(DatumGetTextPCopy(values[0]));
+				out[1] = Int64GetDatum(removed);
+				out[2] = Int64GetDatum(up_to);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+			}
 		}
 	}
-	lifecycle_scavenging = false;
+	PG_FINALLY();
+	{
+		lifecycle_scavenging = false;
+	}
+	PG_END_TRY();
 	SPI_finish();
 	return (Datum) 0;
 }

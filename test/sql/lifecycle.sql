@@ -112,8 +112,16 @@ SELECT es.set_stream_metadata('lc-5', max_count => 0);
 SELECT es.set_stream_metadata('lc-5', max_age => '-1 day');
 SELECT es.set_stream_metadata('lc-5', truncate_before => 0);
 SELECT es.set_stream_metadata(NULL);
+SELECT es.set_stream_metadata('lc-5', max_age => '10000 years');
 SELECT * FROM es.scavenge(0);
+SELECT es.save_snapshot('lc-2', 1, '{}');
+SELECT es.save_snapshot('lc-1', 5, '{}');
 \set VERBOSITY default
+SELECT es.save_snapshot('lc-2', 1, '{}');
+SELECT es.save_snapshot('lc-1', 5, '{}');
+-- deleting a stream that never existed changes nothing
+SELECT es.delete_stream('lc-never');
+SELECT count(*) FROM es.stream_metadata WHERE stream_id = 'lc-never';
 SELECT es.set_stream_metadata('lc-5', max_count => 0);
 SELECT * FROM es.scavenge(0);
 SELECT count(*) FROM es.stream_metadata WHERE stream_id = 'lc-5';
