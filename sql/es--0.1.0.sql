@@ -124,7 +124,7 @@ AS 'MODULE_PATHNAME', 'es_ddl_guard' LANGUAGE C;
 COMMENT ON FUNCTION es.ddl_guard() IS
     'Event trigger function that keeps the append-only triggers of es.events in place.';
 CREATE EVENT TRIGGER es_ddl_guard ON ddl_command_start
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'DROP TRIGGER', 'CREATE FUNCTION')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'DROP TRIGGER', 'CREATE FUNCTION')
     EXECUTE FUNCTION es.ddl_guard();
 ALTER EVENT TRIGGER es_ddl_guard ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER es_ddl_guard IS
@@ -257,6 +257,38 @@ COMMENT ON FUNCTION es.registry_changed() IS
 CREATE TRIGGER upcaster_steps_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON es.upcaster_steps
     FOR EACH STATEMENT EXECUTE FUNCTION es.registry_changed();
+
+-- A function in use as an upcaster cannot be dropped (the registry holds
+-- its OID, not a dependency): unregister the step first.
+CREATE FUNCTION es.upcaster_drop_guard() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step record;
+BEGIN
+    IF to_regclass('es.upcaster_steps') IS NULL THEN
+        RETURN;     -- DROP EXTENSION es
+    END IF;
+    SELECT s.event_type, s.from_schema_version, d.object_identity INTO step
+      FROM pg_event_trigger_dropped_objects() d
+      JOIN es.upcaster_steps s ON s.upcaster::oid = d.objid
+     WHERE d.classid = 'pg_proc'::regclass
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot drop function %: it is the upcaster of "%" version %',
+            step.object_identity, step.event_type, step.from_schema_version
+            USING ERRCODE = '2BP01',
+                  HINT = 'Unregister the step first with es.unregister_upcaster().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION es.upcaster_drop_guard() IS
+    'Event trigger function: refuses to drop a function that is a registered upcaster.';
+CREATE EVENT TRIGGER es_upcaster_drop_guard ON sql_drop
+    EXECUTE FUNCTION es.upcaster_drop_guard();
+COMMENT ON EVENT TRIGGER es_upcaster_drop_guard IS
+    'Refuses to drop a function that is a registered upcaster.';
 
 CREATE FUNCTION es.register_upcaster(
     event_type text,

@@ -48,6 +48,7 @@ static const char *const es_relation_names[ES_NRELATIONS] = {
 	[ES_UPCASTER_STEPS] = "upcaster_steps",
 	[ES_STREAM_METADATA] = "stream_metadata",
 	[ES_STREAM_METADATA_PKEY] = "stream_metadata_pkey",
+	[ES_SNAPSHOTS] = "snapshots",
 };
 
 /* Their OIDs, looked up once per backend; reset on relcache flush */
@@ -333,13 +334,28 @@ es_ddl_guard(PG_FUNCTION_ARGS)
 	else if (IsA(trigdata->parsetree, CreateFunctionStmt))
 	{
 		CreateFunctionStmt *stmt = (CreateFunctionStmt *) trigdata->parsetree;
-		char	   *schema;
 		char	   *name;
+		Oid			nsp;
 
 		/* replacing our functions (the guard among them) is for our scripts */
-		DeconstructQualifiedName(stmt->funcname, &schema, &name);
-		if (stmt->replace && schema != NULL && strcmp(schema, "es") == 0)
+		nsp = QualifiedNameGetCreationNamespace(stmt->funcname, &name);
+		if (stmt->replace && nsp == get_namespace_oid("es", true))
 			guard_refuse_ddl(psprintf("replacing function es.%s", name));
+	}
+	else if (IsA(trigdata->parsetree, RenameStmt))
+	{
+		RenameStmt *stmt = (RenameStmt *) trigdata->parsetree;
+
+		/* columns, constraints, triggers or the table itself */
+		if (stmt->relation != NULL && guard_is_events(stmt->relation))
+			guard_refuse_ddl("renaming it or its parts");
+	}
+	else if (IsA(trigdata->parsetree, AlterObjectSchemaStmt))
+	{
+		AlterObjectSchemaStmt *stmt = (AlterObjectSchemaStmt *) trigdata->parsetree;
+
+		if (stmt->relation != NULL && guard_is_events(stmt->relation))
+			guard_refuse_ddl("moving it to another schema");
 	}
 	else if (IsA(trigdata->parsetree, CreateTrigStmt))
 	{

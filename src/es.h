@@ -35,6 +35,7 @@ typedef enum EsRelation
 	ES_UPCASTER_STEPS,			/* es.upcaster_steps */
 	ES_STREAM_METADATA,			/* es.stream_metadata */
 	ES_STREAM_METADATA_PKEY,	/* its primary key (stream_id) */
+	ES_SNAPSHOTS,				/* es.snapshots */
 	ES_NRELATIONS
 } EsRelation;
 

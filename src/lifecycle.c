@@ -227,6 +227,8 @@ es_scavenge(PG_FUNCTION_ARGS)
 	volatile int64 budget = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT64(0);
 	uint64		s;
 	SPITupleTable *streams;
+	Oid			save_userid;
+	int			save_sec;
 
 	if (budget < 1)
 		ereport(ERROR,
@@ -240,7 +242,15 @@ es_scavenge(PG_FUNCTION_ARGS)
 	lifecycle_spi("SELECT stream_id FROM es.stream_metadata ORDER BY stream_id", 0, NULL, NULL);
 	streams = SPI_tuptable;
 
-	/* let the guard pass our deletes, and only while this loop runs */
+	/*
+	 * EXECUTE on es.scavenge is the right to scavenge: the deletes run as the
+	 * owner of es.events (the abort of an error restores the user).  The
+	 * guard lets our deletes pass, and only while this loop runs.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_EVENTS)),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	lifecycle_scavenging = true;
 	PG_TRY();
 	{
@@ -286,6 +296,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 		lifecycle_scavenging = false;
 	}
 	PG_END_TRY();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -216,6 +216,32 @@ fold_spi(const char *sql, int nargs, Oid *types, Datum *values)
 	return SPI_processed;
 }
 
+/* The caller's identity while fold_as_owner_begin is in effect */
+static Oid	fold_save_userid;
+static int	fold_save_sec;
+
+/*
+ * Automatic snapshots are the extension's doing, not the caller's: their
+ * settings are read and their rows written as the owner of es.snapshots,
+ * so anybody who may fold may also trigger them.  (On error the
+ * transaction's abort restores the user.)
+ */
+static void
+fold_as_owner_begin(void)
+{
+	GetUserIdAndSecContext(&fold_save_userid, &fold_save_sec);
+	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_SNAPSHOTS)),
+						   fold_save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/* Back to the caller's identity */
+static void
+fold_as_owner_end(void)
+{
+	SetUserIdAndSecContext(fold_save_userid, fold_save_sec);
+}
+
 PG_FUNCTION_INFO_V1(es_fold);
 
 /* es.fold(stream_id, reducer, initial, snapshot_type) */
@@ -274,6 +300,7 @@ es_fold(PG_FUNCTION_ARGS)
 													   SPI_tuptable->tupdesc, 2, &isnull));
 			MemoryContextSwitchTo(old);
 		}
+		fold_as_owner_begin();
 		if (fold_spi("SELECT every FROM es.snapshot_intervals WHERE snapshot_type = $1",
 					 1, types, &values[1]) > 0)
 		{
@@ -282,6 +309,7 @@ es_fold(PG_FUNCTION_ARGS)
 			interval = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
 		}
+		fold_as_owner_end();
 	}
 	f.version = snapshot_version;
 
@@ -302,7 +330,9 @@ es_fold(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(f.version);
 		values[2] = JsonbPGetDatum(f.state);
 		values[3] = PG_GETARG_DATUM(3);
+		fold_as_owner_begin();
 		fold_spi("SELECT es.save_snapshot($1, $2, $3, $4)", 4, types, values);
+		fold_as_owner_end();
 	}
 	SPI_finish();
 

@@ -34,6 +34,15 @@ ALTER TABLE es.events DROP COLUMN metadata;
 ALTER TABLE es.events ADD COLUMN extra int;
 CREATE OR REPLACE FUNCTION es.events_guard() RETURNS trigger LANGUAGE plpgsql
 AS $$ BEGIN RETURN OLD; END $$;
+SET search_path = es, public;
+CREATE OR REPLACE FUNCTION events_guard() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN RETURN OLD; END $$;
+RESET search_path;
+ALTER TABLE es.events RENAME COLUMN data TO payload;
+ALTER TABLE es.events RENAME CONSTRAINT events_pkey TO other_name;
+ALTER TABLE es.events RENAME TO old_events;
+ALTER TRIGGER events_no_truncate ON es.events RENAME TO other_name;
+ALTER TABLE es.events SET SCHEMA public;
 -- harmless settings are allowed
 ALTER TABLE es.events ALTER COLUMN data SET STATISTICS 200;
 ALTER TABLE es.events ALTER COLUMN data SET STATISTICS -1;

@@ -130,6 +130,10 @@ SELECT up_try(format($$ SELECT count(*) FROM es.read_category('up', %s) $$, :bas
 SELECT es.unregister_upcaster('UpBad', 1);
 SELECT data FROM es.read_stream('up-4');
 
+-- a function in use as an upcaster cannot be dropped
+DROP FUNCTION up_cents(jsonb);
+SELECT count(*) FROM es.upcasters WHERE upcaster = 'up_cents(jsonb)'::regprocedure;
+
 -- a redefined function is picked up at once
 CREATE OR REPLACE FUNCTION up_cents(data jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
