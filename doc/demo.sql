@@ -7,6 +7,11 @@
 --
 -- The server needs shared_preload_libraries = 'es' (and, for the projections
 -- of later versions, wal_level = logical).
+--
+-- Sections 1-13 are the core (appends, optimistic concurrency, reads,
+-- idempotency, the append-only log); 14 evolves the deposits' schema with an
+-- upcaster, 15 folds balances with a reducer and snapshots, and 16 shows the
+-- stream lifecycle (retention, delete, tombstone, scavenge, es.streams).
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -38,16 +43,18 @@ SELECT extname AS extension, extversion AS version, extnamespace::regnamespace A
 \echo '-- expected_version 0 means: this stream must not exist yet.'
 \echo
 SELECT es.append_event('account-42', 'AccountOpened',
-                       '{"owner": "Alice", "currency": "EUR"}',
+                       '{"owner": "Alice", "currency": "USD"}',
                        metadata => '{"by": "web"}',
                        expected_version => 0) AS new_version;
 
 \echo
 \echo '=== 3. Two deposits, appended atomically in one call (es.append) ==========='
+\echo '-- (This first version of the app writes a deposit''s amount as a string:'
+\echo '-- schema version 1 of MoneyDeposited. Section 14 evolves it.)'
 \echo
 SELECT es.append('account-42',
-                 ARRAY[es.new_event('MoneyDeposited', '{"amount": 100, "memo": "salary"}'),
-                       es.new_event('MoneyDeposited', '{"amount": 50, "memo": "cash"}')],
+                 ARRAY[es.new_event('MoneyDeposited', '{"amount": "100", "memo": "salary"}'),
+                       es.new_event('MoneyDeposited', '{"amount": "50", "memo": "cash"}')],
                  expected_version => 1) AS new_version;
 
 \echo
@@ -158,9 +165,9 @@ SELECT count(*) AS events_then,
 \echo '=== 9. Idempotent retry: the same event id is written once ================='
 \echo '-- A client times out and resends its deposit with the same event id.'
 \echo
-SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 25, "memo": "refund"}',
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": "25", "memo": "refund"}',
                        event_id => '0b5c6d1e-0000-4000-8000-000000000025') AS first_try;
-SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 25, "memo": "refund"}',
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": "25", "memo": "refund"}',
                        event_id => '0b5c6d1e-0000-4000-8000-000000000025') AS resent;
 SELECT es.stream_version('account-42') AS stream_version,
        (SELECT count(*) FROM es.read_stream('account-42')
@@ -170,7 +177,7 @@ SELECT es.stream_version('account-42') AS stream_version,
 \echo '-- The same id with a different payload is not a retry: ES002.'
 \echo
 \set ON_ERROR_STOP 0
-SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": 2500, "memo": "refund"}',
+SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": "2500", "memo": "refund"}',
                        event_id => '0b5c6d1e-0000-4000-8000-000000000025');
 \set ON_ERROR_STOP 1
 
@@ -186,9 +193,9 @@ DELETE FROM es.events WHERE stream_id = 'account-42' AND event_type = 'MoneyWith
 \echo '=== 11. A second account, and a category read (es.read_category) ==========='
 \echo '-- Bob opens account-7; a customer stream lives in another category.'
 \echo
-SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency": "EUR"}',
+SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency": "USD"}',
                        expected_version => 0) AS bob_version;
-SELECT es.append_event('account-7', 'MoneyDeposited', '{"amount": 500, "memo": "bonus"}',
+SELECT es.append_event('account-7', 'MoneyDeposited', '{"amount": "500", "memo": "bonus"}',
                        expected_version => 1) AS bob_version;
 SELECT es.append_event('customer-alice', 'CustomerRegistered', '{"name": "Alice"}',
                        expected_version => 0) AS customer_version;
@@ -239,5 +246,145 @@ SELECT es.stream_version('account-42') AS "account-42",
 SELECT stream_version AS version, event_type, data
   FROM es.last_event('account-42', 'MoneyWithdrawn');
 
+
 \echo
-\echo 'The end: every balance above was computed from events, none was stored.'
+\echo '=== 14. The deposits'' schema evolves: an upcaster =========================='
+\echo '-- Version 2 of the app writes MoneyDeposited with the amount as a JSON'
+\echo '-- number and the account''s currency (schema_version => 2):'
+\echo
+SELECT es.append_event('account-42', 'MoneyDeposited',
+                       '{"amount": 12.50, "currency": "USD", "memo": "gift"}',
+                       schema_version => 2) AS new_version;
+
+\echo
+\echo '-- Readers would now meet two shapes of the same event. Instead of teaching'
+\echo '-- every reader both, register the step from version 1 to 2 once: a SQL'
+\echo '-- function turns the string into a number, then a declarative default'
+\echo '-- adds the currency (the bank had only USD accounts then).'
+\echo
+CREATE FUNCTION deposit_amount_to_number(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN data || jsonb_build_object('amount', (data ->> 'amount')::numeric);
+
+SELECT es.register_upcaster('MoneyDeposited', 1, 'deposit_amount_to_number(jsonb)',
+                            add_fields => '{"currency": "USD"}');
+SELECT event_type, from_schema_version AS "from", to_schema_version AS "to", kind,
+       upcaster, add_fields
+  FROM es.upcasters;
+
+\echo
+\echo '-- Every read now returns version 2, old events included; es.events still'
+\echo '-- holds the rows exactly as they were appended:'
+\echo
+SELECT e.stream_version AS version,
+       e.schema_version AS stored_v, e.data AS stored_data,
+       r.schema_version AS read_v, r.data AS read_data
+  FROM es.events e
+  JOIN es.read_stream('account-42') r USING (global_position)
+ WHERE e.event_type = 'MoneyDeposited'
+ ORDER BY e.stream_version;
+
+\echo
+\echo '=== 15. Balances folded by a reducer, from a snapshot (es.fold) ============'
+\echo '-- A reducer (state jsonb, e es.event) RETURNS jsonb applies one event to the'
+\echo '-- state. It is written for version 2 only: (data -> ''amount'')::numeric needs'
+\echo '-- a JSON number, and the upcaster guarantees it one.'
+\echo
+CREATE FUNCTION account_balance(state jsonb, e es.event) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN jsonb_build_object(
+    'balance', coalesce((state ->> 'balance')::numeric, 0)
+               + CASE e.event_type
+                   WHEN 'MoneyDeposited' THEN (e.data -> 'amount')::numeric
+                   WHEN 'MoneyWithdrawn' THEN -(e.data -> 'amount')::numeric
+                   ELSE 0 END,
+    'version', e.stream_version);
+
+SELECT es.fold('account-42', 'account_balance(jsonb, es.event)') AS state;
+
+\echo
+\echo '-- Save that state as a snapshot of the stream at its version:'
+\echo
+SELECT es.save_snapshot('account-42', (state ->> 'version')::bigint, state)
+  FROM es.fold('account-42', 'account_balance(jsonb, es.event)') AS state;
+SELECT version, state FROM es.load_snapshot('account-42');
+
+\echo
+\echo '-- Alice pays her phone bill. The next fold starts from the snapshot and folds'
+\echo '-- only the one event after it; with snapshot_type => NULL it folds from'
+\echo '-- scratch, to the same state.'
+\echo
+SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 45, "via": "transfer"}')
+       AS new_version;
+SELECT s.version AS snapshot_version,
+       es.stream_version('account-42') - s.version AS events_folded,
+       es.fold('account-42', 'account_balance(jsonb, es.event)') AS from_snapshot,
+       es.fold('account-42', 'account_balance(jsonb, es.event)',
+               snapshot_type => NULL) AS from_scratch
+  FROM es.load_snapshot('account-42') s;
+
+\echo
+\echo '-- Or let es.fold save snapshots itself, whenever it folded at least N events:'
+\echo
+SELECT es.set_snapshot_interval('default', 2);
+SELECT es.fold('account-7', 'account_balance(jsonb, es.event)') AS bob;
+SELECT stream_id, version, state FROM es.snapshots ORDER BY stream_id;
+
+\echo
+\echo '=== 16. The stream lifecycle: retention, delete, tombstone, scavenge ======='
+\echo '-- ATM 0815 reports its cash level every hour; only the last 3 reports matter.'
+\echo
+SELECT es.append('atm-0815',
+                 ARRAY(SELECT es.new_event('CashLevelReported',
+                                           jsonb_build_object('notes', 1000 - 150 * h))
+                         FROM generate_series(0, 5) AS h)) AS atm_version;
+SELECT es.set_stream_metadata('atm-0815', max_count => 3);
+SELECT stream_version AS version, data FROM es.read_stream('atm-0815');
+
+\echo
+\echo '-- Bob closes his account: he takes his money out, and the closed account'
+\echo '-- is soft deleted (with the version we read, like an append):'
+\echo
+SELECT es.append('account-7',
+                 ARRAY[es.new_event('MoneyWithdrawn', '{"amount": 500, "via": "teller"}'),
+                       es.new_event('AccountClosed', '{}')],
+                 expected_version => 2) AS bob_version;
+SELECT es.delete_stream('account-7', expected_version => 4) AS deleted_up_to;
+SELECT count(*) AS events_read, es.stream_version('account-7') AS version
+  FROM es.read_stream('account-7');
+SELECT count(*) AS bob_snapshots FROM es.snapshots WHERE stream_id = 'account-7';
+
+\echo
+\echo '-- A test customer registered by mistake is tombstoned: gone for good (ES003).'
+\echo
+SELECT es.append_event('customer-test', 'CustomerRegistered', '{"name": "Test"}') AS version;
+SELECT es.tombstone_stream('customer-test') AS tombstoned_at_version;
+\set ON_ERROR_STOP 0
+SELECT es.append_event('customer-test', 'CustomerRenamed', '{"name": "Test 2"}');
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '-- es.streams, the admin view: hidden events stay stored until es.scavenge.'
+\echo
+SELECT stream_id, version, stored_events, state, deleted_before, max_count
+  FROM es.streams ORDER BY stream_id;
+
+\echo
+\echo '-- es.scavenge removes them in batches: call it until it returns no row.'
+\echo
+SELECT * FROM es.scavenge(max_events => 1000);
+SELECT * FROM es.scavenge(max_events => 1000);
+SELECT stream_id, version, stored_events, state, scavenged_to
+  FROM es.streams ORDER BY stream_id;
+
+\echo
+\echo '-- Versions are never reused: when Bob comes back, expected_version => 0'
+\echo '-- ("no stream") recreates his account, and its numbering goes on.'
+\echo
+SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency": "USD"}',
+                       expected_version => 0) AS bob_version;
+SELECT stream_version AS version, event_type, data FROM es.read_stream('account-7');
+
+\echo
+\echo 'The end: every balance above was computed from events; the snapshots only'
+\echo 'save that work, and the stored events were never changed.'
