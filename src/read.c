@@ -25,13 +25,14 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "es.h"
 
-#define READ_BATCH	1000
+#define READ_BATCH	100
 
 #define READ_COLUMNS \
 	"global_position, stream_id, stream_version, event_id, event_type, " \
@@ -222,8 +223,12 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		emitted = 0;
 	bool		more = true;
+	MemoryContext per_event;
+	MemoryContext old;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
+									  ALLOCSET_DEFAULT_SIZES);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
@@ -263,11 +268,16 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 					last_position = DatumGetInt64(heap_getattr(tuple, READ_ATT_GLOBAL_POSITION,
 															   desc, &isnull));
 				}
+				/* upcasting allocates per event: in a context reset per event */
+				old = MemoryContextSwitchTo(per_event);
 				tuple = upcast_tuple(tuple, desc);
-				if (post_types != NIL && !read_type_wanted(tuple, desc, post_types))
-					continue;
-				tuplestore_puttuple(rsinfo->setResult, tuple);
-				emitted++;
+				if (post_types == NIL || read_type_wanted(tuple, desc, post_types))
+				{
+					tuplestore_puttuple(rsinfo->setResult, tuple);
+					emitted++;
+				}
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(per_event);
 			}
 			SPI_freetuptable(SPI_tuptable);
 		}
@@ -281,6 +291,7 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	if (snapshot)
 		PopActiveSnapshot();
 	SPI_finish();
+	MemoryContextDelete(per_event);
 }
 
 /* The version of a stream's last stored event, 0 when none */
