@@ -29,6 +29,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
@@ -366,10 +367,40 @@ append_notify(text *stream_id, int64 version, int64 position)
 }
 
 /*
+ * Fire the inline projections' trigger (es.project_inline) on the new rows,
+ * as an AFTER INSERT ROW trigger at the end of this "query".  A handler's
+ * error aborts the append.
+ */
+static void
+append_fire_inline(EState *estate, ResultRelInfo *rri, TupleTableSlot **slots, int n)
+{
+	bool		save = projection_inline_firing;
+	int			i;
+
+	AfterTriggerBeginQuery();
+	for (i = 0; i < n; i++)
+		ExecARInsertTriggers(estate, rri, slots[i], NIL, NULL);
+	projection_inline_firing = true;
+	PG_TRY();
+	{
+		AfterTriggerEndQuery(estate);
+	}
+	PG_FINALLY();
+	{
+		projection_inline_firing = save;
+	}
+	PG_END_TRY();
+	/* the trigger machinery made slots and opened es.events for itself */
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	ExecCloseResultRelations(estate);
+}
+
+/*
  * Insert the events as versions version+1 ... version+n at the given
- * positions, with their index entries.  Triggers are not fired: the DDL
- * guard allows none on es.events but the extension's own (UPDATE, DELETE,
- * TRUNCATE), and there are no CHECK constraints to evaluate.
+ * positions, with their index entries.  The only INSERT trigger on
+ * es.events is the extension's inline projection trigger (the DDL guard
+ * allows no other), fired here when inline projections exist; there are no
+ * CHECK constraints to evaluate.
  */
 static void
 append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
@@ -422,8 +453,14 @@ append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
 										false, false, NULL, NIL);
 		Assert(recheck == NIL);
 		list_free(recheck);
-		ExecDropSingleTupleTableSlot(slots[i]);
 	}
+
+	/* Inline projections: the AFTER INSERT trigger, only when there are any */
+	if (projection_inline_active())
+		append_fire_inline(estate, rri, slots, n);
+
+	for (i = 0; i < n; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
 
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);

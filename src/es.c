@@ -49,6 +49,8 @@ static const char *const es_relation_names[ES_NRELATIONS] = {
 	[ES_STREAM_METADATA] = "stream_metadata",
 	[ES_STREAM_METADATA_PKEY] = "stream_metadata_pkey",
 	[ES_SNAPSHOTS] = "snapshots",
+	[ES_EVENTS_POSITION] = "events_global_position_idx",
+	[ES_PROJECTIONS] = "projections",
 };
 
 /* Their OIDs, looked up once per backend; reset on relcache flush */
@@ -114,6 +116,7 @@ _PG_init(void)
 	HorizonInit();
 	UpcastInit();
 	LifecycleInit();
+	ProjectInit();
 }
 
 /* The OID of one of the extension's relations, from the backend's cache */

@@ -36,6 +36,8 @@ typedef enum EsRelation
 	ES_STREAM_METADATA,			/* es.stream_metadata */
 	ES_STREAM_METADATA_PKEY,	/* its primary key (stream_id) */
 	ES_SNAPSHOTS,				/* es.snapshots */
+	ES_EVENTS_POSITION,			/* es.events' index on global_position */
+	ES_PROJECTIONS,				/* es.projections */
 	ES_NRELATIONS
 } EsRelation;
 
@@ -113,5 +115,27 @@ extern void upcast_end(void);
 extern bool upcast_any(void);
 extern HeapTuple upcast_tuple(HeapTuple tuple, TupleDesc desc);
 extern List *upcast_source_types(List *wanted);
+
+/* project.c: projections (handlers, inline trigger, replays) */
+typedef struct Projection
+{
+	char	   *name;
+	Oid			handler;
+	Oid			owner;			/* the handler's owner: handlers run as it */
+	FmgrInfo	flinfo;
+	List	   *types;			/* event_types (C strings), NIL: all */
+	bool		paused;
+	int64		last_position;
+} Projection;
+
+extern bool projection_inline_firing;
+extern void ProjectInit(void);
+extern TupleDesc projection_event_desc(void);
+extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
+extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
+extern bool projection_apply(Projection *p, HeapTuple event);
+extern int64 projection_replay(Projection *p, int64 from, Snapshot snap,
+							   int64 limit, int64 *count);
+extern bool projection_inline_active(void);
 
 #endif							/* ES_H */

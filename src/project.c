@@ -1,0 +1,441 @@
+/*-------------------------------------------------------------------------
+ *
+ * project.c
+ *	  Projections: loading their definitions, handing an upcast event to a
+ *	  handler, inline projections (a trigger on es.events) and replays from
+ *	  the table.
+ *
+ * A handler is handler(e es.event) RETURNS void.  It is called through a
+ * cached FmgrInfo, as the owner of the handler function (so appenders and
+ * the projector need no privilege on the read tables, and an administrator
+ * who registers somebody's function does not lend it more rights than its
+ * owner has).  The event it gets is upcast, and the projection's
+ * event_types filter applies to the upcast type.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "es.h"
+
+/* True while es.append* fires the inline trigger (see append.c) */
+bool		projection_inline_firing = false;
+
+/* Inline projections, cached per backend until es.projections changes */
+static MemoryContext inline_cxt = NULL;
+static List *inline_list = NIL;
+static bool inline_valid = false;
+static int	inline_depth = 0;	/* trigger calls in progress */
+static Oid	projections_relid = InvalidOid;
+
+/* The blessed descriptor of es.event, per backend */
+static TupleDesc event_desc = NULL;
+
+/* Error context of a handler call */
+typedef struct ApplyErrorContext
+{
+	const char *projection;
+	int64		position;
+} ApplyErrorContext;
+
+static void
+apply_error_callback(void *arg)
+{
+	ApplyErrorContext *c = arg;
+
+	errcontext("projection \"%s\", event at global position " INT64_FORMAT,
+			   c->projection, c->position);
+}
+
+/* es.projections changed (or everything was flushed) */
+static void
+project_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == projections_relid)
+		inline_valid = false;
+}
+
+void
+ProjectInit(void)
+{
+	CacheRegisterRelcacheCallback(project_relcache_callback, (Datum) 0);
+}
+
+/* The descriptor of es.event */
+TupleDesc
+projection_event_desc(void)
+{
+	if (event_desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		event_desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(es_event_type_oid(), -1));
+		MemoryContextSwitchTo(old);
+	}
+	return event_desc;
+}
+
+/*
+ * Load projections of es.projections (all of one mode, or the one named)
+ * into "cxt".  Read as the table's owner: the inline trigger runs as the
+ * appender, who has no grant on it.
+ */
+List *
+projection_load(const char *mode, const char *name, MemoryContext cxt)
+{
+	static const char *sql =
+		"SELECT name, handler::oid, event_types, paused, last_position, p.proowner"
+		" FROM es.projections JOIN pg_catalog.pg_proc p ON p.oid = handler"
+		" WHERE ($1 IS NULL OR mode = $1) AND ($2 IS NULL OR name = $2)"
+		" ORDER BY name";
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	Oid			save_userid;
+	int			save_sec;
+	List	   *result = NIL;
+	uint64		i;
+	int			rc;
+
+	values[0] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
+	nulls[0] = mode ? ' ' : 'n';
+	values[1] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[1] = name ? ' ' : 'n';
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_PROJECTIONS)),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "es: SPI_connect failed");
+	rc = SPI_execute_with_args(sql, 2, types, values, nulls, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "es: could not read es.projections: %s", SPI_result_code_string(rc));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		Projection *p = palloc0(sizeof(Projection));
+		bool		isnull;
+		Datum		d;
+
+		p->name = SPI_getvalue(tup, desc, 1);
+		p->handler = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(d);
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int			j;
+
+			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &enulls, &n);
+			for (j = 0; j < n; j++)
+				p->types = lappend(p->types, TextDatumGetCString(elems[j]));
+		}
+		p->paused = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		p->last_position = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		fmgr_info_cxt(p->handler, &p->flinfo, cxt);
+		result = lappend(result, p);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return result;
+}
+
+/*
+ * Handlers run with search_path = pg_catalog, pg_temp wherever they are
+ * called from (an appending session, a replay), so that they behave the same
+ * everywhere: they qualify their tables, or carry their own SET search_path.
+ * Returns the GUC nest level to pass to handlers_end.
+ */
+static int
+handlers_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+static void
+handlers_end(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
+/* Does the projection take events of this (upcast) type? */
+static bool
+projection_wants(Projection *p, HeapTuple event)
+{
+	ListCell   *lc;
+	bool		isnull;
+	text	   *type;
+	int			len;
+
+	if (p->types == NIL)
+		return true;
+	type = DatumGetTextPP(heap_getattr(event, READ_ATT_EVENT_TYPE,
+									   projection_event_desc(), &isnull));
+	len = VARSIZE_ANY_EXHDR(type);
+	foreach(lc, p->types)
+	{
+		const char *want = lfirst(lc);
+
+		if (strlen(want) == len && memcmp(want, VARDATA_ANY(type), len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Build the (upcast) es.event of a stored row of es.events.  Call between
+ * upcast_begin and upcast_end.
+ */
+HeapTuple
+projection_event_from_row(HeapTuple row, TupleDesc rowdesc)
+{
+	Datum		values[Natts_events];
+	bool		nulls[Natts_events];
+
+	heap_deform_tuple(row, rowdesc, values, nulls);
+	return upcast_tuple(heap_form_tuple(projection_event_desc(), values, nulls),
+						projection_event_desc());
+}
+
+/*
+ * Hand one upcast event to a projection's handler, as the handler's owner.
+ * Returns false when the projection's filter skips the event.
+ */
+bool
+projection_apply(Projection *p, HeapTuple event)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			save_userid;
+	int			save_sec;
+	ApplyErrorContext c;
+	ErrorContextCallback errcb;
+	bool		isnull;
+
+	if (!projection_wants(p, event))
+		return false;
+
+	c.projection = p->name;
+	c.position = DatumGetInt64(heap_getattr(event, READ_ATT_GLOBAL_POSITION,
+											projection_event_desc(), &isnull));
+	errcb.callback = apply_error_callback;
+	errcb.arg = &c;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(p->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = HeapTupleGetDatum(event);
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	error_context_stack = errcb.previous;
+	p->last_position = c.position;
+	return true;
+}
+
+/*
+ * Replay stored events after "from" (in position order, as "snap" shows
+ * them) into a projection, at most "limit" of them (0: all).  Returns the
+ * last position read; *count gets how many were read.
+ */
+int64
+projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
+				  int64 *count)
+{
+	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
+	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	MemoryContext per_event = AllocSetContextCreate(CurrentMemoryContext,
+													"es replay event",
+													ALLOCSET_DEFAULT_SIZES);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	int64		last = from;
+	int64		n = 0;
+	int			guc_level;
+
+	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	upcast_begin();
+	guc_level = handlers_begin();
+	while ((limit == 0 || n < limit) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext old = MemoryContextSwitchTo(per_event);
+		bool		should_free;
+		HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		HeapTuple	event = projection_event_from_row(row, RelationGetDescr(rel));
+		bool		isnull;
+
+		last = DatumGetInt64(heap_getattr(row, Anum_events_global_position,
+										  RelationGetDescr(rel), &isnull));
+		projection_apply(p, event);
+		n++;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(per_event);
+		CHECK_FOR_INTERRUPTS();
+	}
+	handlers_end(guc_level);
+	upcast_end();
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(per_event);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	if (count)
+		*count = n;
+	return last;
+}
+
+/* One projection, by name, or an error */
+static Projection *
+projection_get(text *name)
+{
+	char	   *cname = text_to_cstring(name);
+	List	   *l = projection_load(NULL, cname, CurrentMemoryContext);
+
+	if (l == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", cname)));
+	return linitial(l);
+}
+
+PG_FUNCTION_INFO_V1(es_projection_replay);
+
+/*
+ * es._projection_replay(name, from_position): the inline projection's
+ * catch-up, run by create, resume and rebuild while they hold es.events in
+ * SHARE mode, so that no append is in flight: the latest snapshot shows
+ * every event that will not fire the trigger.
+ */
+Datum
+es_projection_replay(PG_FUNCTION_ARGS)
+{
+	Projection *p = projection_get(PG_GETARG_TEXT_PP(0));
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	int64		last;
+
+	last = projection_replay(p, PG_GETARG_INT64(1), snap, 0, NULL);
+	UnregisterSnapshot(snap);
+	PG_RETURN_INT64(last);
+}
+
+/* True when this database has inline projections that are not paused */
+bool
+projection_inline_active(void)
+{
+	ListCell   *lc;
+
+	/* a handler's own append must not free the list its caller walks */
+	if (!inline_valid && inline_depth == 0)
+	{
+		Oid			nsp = get_namespace_oid("es", true);
+
+		if (inline_cxt == NULL)
+			inline_cxt = AllocSetContextCreate(TopMemoryContext,
+											   "es inline projections",
+											   ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(inline_cxt);
+		inline_list = NIL;
+		/* before ALTER EXTENSION es UPDATE to 0.2.0 there are none */
+		projections_relid = OidIsValid(nsp) ? get_relname_relid("projections", nsp) : InvalidOid;
+		if (!OidIsValid(projections_relid))
+			return false;
+		inline_valid = true;
+		inline_list = projection_load("inline", NULL, inline_cxt);
+	}
+	foreach(lc, inline_list)
+		if (!((Projection *) lfirst(lc))->paused)
+			return true;
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(es_project_inline);
+
+/*
+ * AFTER INSERT row trigger on es.events: run the inline projections'
+ * handlers on the new event, in the appending transaction.  Only events
+ * appended by es.append* are projected: rows that arrive otherwise (a
+ * restore's COPY) are history, which projections replay themselves.
+ */
+Datum
+es_project_inline(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	event;
+	ListCell   *lc;
+	int			guc_level;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("es.project_inline() must be called as a trigger")));
+	if (!projection_inline_firing || !projection_inline_active())
+		return PointerGetDatum(NULL);
+
+	upcast_begin();
+	event = projection_event_from_row(trigdata->tg_trigtuple,
+									  RelationGetDescr(trigdata->tg_relation));
+	guc_level = handlers_begin();
+	inline_depth++;
+	PG_TRY();
+	{
+		foreach(lc, inline_list)
+		{
+			Projection *p = lfirst(lc);
+
+			if (!p->paused)
+				projection_apply(p, event);
+		}
+	}
+	PG_FINALLY();
+	{
+		inline_depth--;
+	}
+	PG_END_TRY();
+	handlers_end(guc_level);
+	upcast_end();
+	return PointerGetDatum(NULL);
+}
