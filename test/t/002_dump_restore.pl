@@ -68,6 +68,19 @@ SELECT es.append('order-9', ARRAY(SELECT es.new_event('Line', jsonb_build_object
 SELECT es.append_event('order-10', 'Placed', '{"unicode": "\u00e9t\u00e9 \u2603"}');
 });
 
+# An inline projection counting events per stream: created over the history
+# above (replay), then fed by the trigger.  A restore must bring back its
+# table as it was, without running the handler again over the restored rows.
+$node->safe_psql(
+	'src', q{
+CREATE TABLE public.counts (stream_id text PRIMARY KEY, n bigint NOT NULL);
+CREATE FUNCTION public.count_event(e es.event) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO public.counts VALUES (e.stream_id, 1)
+  ON CONFLICT (stream_id) DO UPDATE SET n = public.counts.n + 1 $$;
+SELECT es.create_projection('counts', 'public.count_event(es.event)', mode => 'inline',
+                            tables => '{public.counts}');
+});
+
 # A rolled-back append leaves a hole in the positions: the restore must keep
 # the positions as they are, holes included.
 $node->psql('src',
@@ -84,6 +97,11 @@ my $read_all = "SELECT $cols FROM es.read_all(0, 100000) ORDER BY global_positio
 my $read_all_raw = "SELECT global_position FROM es.read_all(0, 100000)";
 
 my $src_events = $node->safe_psql('src', $all_events);
+my $counts = q{SELECT stream_id, n, es.stream_version(stream_id) FROM public.counts ORDER BY 1};
+my $src_counts = $node->safe_psql('src', $counts);
+is($src_counts,
+	"account-1|4|4\naccount-2|4|4\norder-10|1|1\norder-9|201|201",
+	'source: the inline projection counted every event once (replay, then trigger)');
 my $src_versions = $node->safe_psql('src', $versions);
 my $src_maxpos = $node->safe_psql('src', 'SELECT max(global_position) FROM es.events');
 my $src_count = $node->safe_psql('src', 'SELECT count(*) FROM es.events');
@@ -149,6 +167,9 @@ foreach my $t (@targets)
 		"SELECT (es.last_event('account-1')).event_id"),
 		'00000000-0000-0000-0000-000000000004', "$label: es.last_event on a restored stream");
 
+	is($n->safe_psql($db, $counts), $src_counts,
+		"$label: the projection's table restored as it was (the handler did not run again)");
+
 	# The append-only guard is restored with the extension.
 	my ($rc, $out, $err) = $n->psql($db, 'DELETE FROM es.events', extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 	like($err, qr/42501/, "$label: es.events is still append-only after restore");
@@ -178,6 +199,11 @@ foreach my $t (@targets)
 		    (('account-1', 5), ('account-2', 5), ('account-2', 6), ('fresh-1', 1))});
 	cmp_ok($new_min, '>', $src_seq,
 		"$label: new appends get positions above the restored sequence value");
+	is($n->safe_psql($db,
+		q{SELECT count(*) FROM public.counts WHERE n <> es.stream_version(stream_id)}),
+		'0', "$label: the restored inline projection counts the new appends");
+	is($n->safe_psql($db, q{SELECT n FROM public.counts WHERE stream_id = 'fresh-1'}),
+		'1', "$label: and a new stream's first event");
 	is($n->safe_psql($db, 'SELECT count(*) FROM es.events'), $src_count + 4,
 		"$label: restored events plus the new ones");
 	is($n->safe_psql($db,
