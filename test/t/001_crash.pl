@@ -50,6 +50,16 @@ log_min_messages = warning
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION es');
+# An inline projection counting events per stream: it commits with the
+# appends or not at all, so after every crash it must equal the versions.
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE public.counts (stream_id text PRIMARY KEY, n bigint NOT NULL);
+CREATE FUNCTION public.count_event(e es.event) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO public.counts VALUES (e.stream_id, 1)
+  ON CONFLICT (stream_id) DO UPDATE SET n = public.counts.n + 1 $$;
+SELECT es.create_projection('counts', 'public.count_event(es.event)', mode => 'inline');
+});
 
 my $workdir = PostgreSQL::Test::Utils::tempdir();
 
@@ -383,6 +393,13 @@ WHERE es.stream_version(s.stream_id) <> s.n OR s.maxv <> s.n
       <> (SELECT array_agg(g) FROM generate_series(1, s.n) g)});
 	is($stream_checks, '0',
 		"cycle $cycle: es.stream_version and es.read_stream match the stored streams");
+
+	# The inline projection saw each committed event exactly once.
+	is($node->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT stream_id, count(*) AS n FROM es.events GROUP BY stream_id) s
+  FULL JOIN public.counts c USING (stream_id)
+ WHERE s.n IS DISTINCT FROM c.n}),
+		'0', "cycle $cycle: the inline projection's count equals each stream's version");
 
 	# es.read_all pages through every event in position order.
 	my @read_all;
