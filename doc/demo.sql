@@ -5,13 +5,14 @@
 --
 --     psql -X -v ON_ERROR_STOP=1 -f doc/demo.sql
 --
--- The server needs shared_preload_libraries = 'es' (and, for the projections
--- of later versions, wal_level = logical).
+-- The server needs shared_preload_libraries = 'es' (and, for the async
+-- projections of later versions, wal_level = logical).
 --
 -- Sections 1-13 are the core (appends, optimistic concurrency, reads,
 -- idempotency, the append-only log); 14 evolves the deposits' schema with an
--- upcaster, 15 folds balances with a reducer and snapshots, and 16 shows the
--- stream lifecycle (retention, delete, tombstone, scavenge, es.streams).
+-- upcaster, 15 folds balances with a reducer and snapshots, 16 shows the
+-- stream lifecycle (retention, delete, tombstone, scavenge, es.streams), and
+-- 17 keeps a table of balances current with an inline projection (es 0.2.0).
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -386,5 +387,100 @@ SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency
 SELECT stream_version AS version, event_type, data FROM es.read_stream('account-7');
 
 \echo
-\echo 'The end: every balance above was computed from events; the snapshots only'
-\echo 'save that work, and the stored events were never changed.'
+\echo '=== 17. A read model kept current by an inline projection (es 0.2.0) ======'
+\echo '-- The bank wants a table of balances to query, not a fold per request. A'
+\echo '-- projection handler (e es.event) RETURNS void applies one event to it. It'
+\echo '-- gets events upcast (amounts are numbers), runs as its owner with'
+\echo '-- search_path = pg_catalog, pg_temp, so it names its table with its schema.'
+\echo
+CREATE TABLE public.account_balances (
+    account text PRIMARY KEY,
+    balance numeric NOT NULL,
+    version bigint NOT NULL
+);
+
+CREATE FUNCTION public.project_balance(e es.event) RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO public.account_balances AS b (account, balance, version)
+    VALUES (e.stream_id,
+            CASE e.event_type
+              WHEN 'MoneyDeposited' THEN (e.data -> 'amount')::numeric
+              WHEN 'MoneyWithdrawn' THEN -(e.data -> 'amount')::numeric
+              ELSE 0 END,
+            e.stream_version)
+    ON CONFLICT (account) DO UPDATE
+       SET balance = b.balance + excluded.balance, version = excluded.version
+$$;
+
+\echo
+\echo '-- mode defaults to ''async'', which 0.2.0 does not have yet (0A000):'
+\echo
+\set ON_ERROR_STOP 0
+SELECT es.create_projection('balances', 'public.project_balance(es.event)');
+\set ON_ERROR_STOP 1
+
+\echo
+\echo '-- Inline, then: registering it replays the stored history into the table'
+\echo '-- (only the account event types; tables => ... is what a rebuild truncates).'
+\echo
+SELECT es.create_projection('balances', 'public.project_balance(es.event)',
+                            event_types => ARRAY['AccountOpened', 'MoneyDeposited', 'MoneyWithdrawn'],
+                            mode => 'inline',
+                            tables => ARRAY['public.account_balances'::regclass]);
+SELECT b.account, b.balance, b.version,
+       es.fold(b.account, 'account_balance(jsonb, es.event)') ->> 'balance' AS folded
+  FROM account_balances b ORDER BY b.account;
+
+\echo
+\echo '-- From now on every es.append* runs the handler in the appending transaction:'
+\echo '-- the balance is current before the append commits.'
+\echo
+BEGIN;
+SELECT es.append_event('account-42', 'MoneyDeposited',
+                       '{"amount": 200, "currency": "USD", "memo": "salary"}',
+                       schema_version => 2) AS new_version;
+SELECT account, balance, version FROM account_balances WHERE account = 'account-42';
+COMMIT;
+
+\echo
+\echo '-- Bob deposits into his new account; a rolled-back withdrawal leaves no trace,'
+\echo '-- in the log or in the read table:'
+\echo
+SELECT es.append_event('account-7', 'MoneyDeposited',
+                       '{"amount": 80, "currency": "USD", "memo": "cash"}',
+                       schema_version => 2) AS bob_version;
+BEGIN;
+SELECT es.append_event('account-7', 'MoneyWithdrawn', '{"amount": 70, "via": "atm"}')
+       AS bob_version;
+SELECT account, balance, version FROM account_balances WHERE account = 'account-7';
+ROLLBACK;
+SELECT account, balance, version FROM account_balances WHERE account = 'account-7';
+SELECT es.stream_version('account-7') AS bob_version;
+
+\echo
+\echo '-- Read-your-writes from another connection: wait until the projection has'
+\echo '-- applied a position (inline: at once, once the append committed):'
+\echo
+SELECT es.wait_for_projection('balances',
+                              (SELECT global_position FROM es.last_event('account-7')))
+       AS caught_up;
+
+\echo
+\echo '-- Paused, it lags behind; resumed, it catches up on what it missed:'
+\echo
+SELECT es.pause_projection('balances');
+SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 15, "via": "card"}')
+       AS new_version;
+SELECT name, mode, status, last_position, lag_events FROM es.projection_status;
+SELECT es.wait_for_projection('balances', timeout => '50 milliseconds') AS caught_up;
+SELECT es.resume_projection('balances');
+SELECT name, mode, status, handler, event_types, tables, last_position, lag_events
+  FROM es.projection_status;
+SELECT b.account, b.balance, b.version,
+       es.fold(b.account, 'account_balance(jsonb, es.event)') ->> 'balance' AS folded
+  FROM account_balances b ORDER BY b.account;
+
+\echo
+\echo 'The end: every balance above was computed from events; the snapshots and the'
+\echo 'read table only save that work, and the stored events were never changed.'
