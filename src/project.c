@@ -86,10 +86,19 @@ ProjectInit(void)
 	CacheRegisterRelcacheCallback(project_relcache_callback, (Datum) 0);
 }
 
-/* The descriptor of es.event */
-TupleDesc
-projection_event_desc(void)
+/*
+ * The descriptor of es.event.  Callers that start a batch of events pass
+ * recheck, so that a type re-created by DROP and CREATE EXTENSION is
+ * noticed.
+ */
+static TupleDesc
+projection_event_desc_get(bool recheck)
 {
+	if (event_desc != NULL && recheck && event_desc->tdtypeid != es_event_type_oid())
+	{
+		FreeTupleDesc(event_desc);
+		event_desc = NULL;
+	}
 	if (event_desc == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -98,6 +107,12 @@ projection_event_desc(void)
 		MemoryContextSwitchTo(old);
 	}
 	return event_desc;
+}
+
+TupleDesc
+projection_event_desc(void)
+{
+	return projection_event_desc_get(false);
 }
 
 /*
@@ -121,6 +136,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 	List	   *result = NIL;
 	uint64		i;
 	int			rc;
+	SPIPlanPtr	plan;
 
 	values[0] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
 	nulls[0] = mode ? ' ' : 'n';
@@ -132,7 +148,15 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
-	rc = SPI_execute_with_args(sql, 2, types, values, nulls, true, 0);
+	/*
+	 * The latest snapshot: an append that waited for create_projection's
+	 * lock on es.events must see the row it committed.
+	 */
+	plan = SPI_prepare(sql, 2, types);
+	if (plan == NULL)
+		elog(ERROR, "es: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "es: could not read es.projections: %s", SPI_result_code_string(rc));
 
@@ -298,6 +322,7 @@ projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
 	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	upcast_begin();
+	(void) projection_event_desc_get(true);
 	guc_level = handlers_begin();
 	while ((limit == 0 || n < limit) &&
 		   index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -384,6 +409,7 @@ projection_inline_active(void)
 		if (!OidIsValid(projections_relid))
 			return false;
 		inline_valid = true;
+		(void) projection_event_desc_get(true);
 		inline_list = projection_load("inline", NULL, inline_cxt);
 	}
 	foreach(lc, inline_list)
