@@ -33,6 +33,39 @@ CREATE TRIGGER projections_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON es.projections
     FOR EACH STATEMENT EXECUTE FUNCTION es.registry_changed();
 
+-- A projection's handler cannot be dropped (the registry holds its OID, not
+-- a dependency; appends would fail): drop the projection first.
+CREATE FUNCTION es.projection_drop_guard() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    proj record;
+BEGIN
+    IF to_regclass('es.projections') IS NULL THEN
+        RETURN;     -- DROP EXTENSION es
+    END IF;
+    SELECT p.name, d.object_identity INTO proj
+      FROM pg_event_trigger_dropped_objects() d
+      JOIN es.projections p ON p.handler::oid = d.objid
+     WHERE d.classid = 'pg_proc'::regclass
+     ORDER BY p.name
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot drop function %: it is the handler of projection "%"',
+            proj.object_identity, proj.name
+            USING ERRCODE = '2BP01',
+                  HINT = 'Drop the projection first with es.drop_projection().';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION es.projection_drop_guard() IS
+    'Event trigger function: refuses to drop a function that is a projection''s handler.';
+CREATE EVENT TRIGGER es_projection_drop_guard ON sql_drop
+    EXECUTE FUNCTION es.projection_drop_guard();
+COMMENT ON EVENT TRIGGER es_projection_drop_guard IS
+    'Refuses to drop a function that is a projection''s handler.';
+
 -- ---------------------------------------------------------------------------
 -- Internal functions (C); not for direct use.
 -- ---------------------------------------------------------------------------
@@ -290,6 +323,7 @@ COMMENT ON VIEW es.projection_status IS
 REVOKE ALL ON es.projections, es.projection_status FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     es.project_inline(),
+    es.projection_drop_guard(),
     es._projection_replay(text, bigint),
     es._projection_lookup(text),
     es.create_projection(text, regprocedure, text[], text, regclass[], text),

@@ -396,6 +396,15 @@ SELECT s AS statement, pj_try(s) AS outcome FROM (VALUES
 ) v(s);
 
 -- ---------------------------------------------------------------------------
+-- A projection's handler cannot be dropped, not even by CASCADE of its schema
+-- ---------------------------------------------------------------------------
+SELECT pj_try($$DROP FUNCTION pj.balance_handler(es.event)$$) AS drop_handler;
+SET client_min_messages = warning;
+SELECT pj_try($$DROP SCHEMA pj CASCADE$$) AS drop_schema_cascade;
+RESET client_min_messages;
+SELECT count(*) AS projections_left FROM es.projections;
+
+-- ---------------------------------------------------------------------------
 -- Drop: appends no longer reach the handler; the read table stays
 -- ---------------------------------------------------------------------------
 SELECT es.drop_projection('pj_balances');
