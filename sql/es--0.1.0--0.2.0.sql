@@ -22,7 +22,6 @@ CREATE TABLE es.projections (
     -- paused: events up to paused_at_position were applied
     paused              boolean NOT NULL DEFAULT false,
     paused_at_position  bigint,
-    last_position       bigint NOT NULL DEFAULT 0,
     created_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT projections_name_check CHECK (name <> '')
 );
@@ -125,7 +124,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn record;
-    upto bigint;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'projection name must not be NULL or empty' USING ERRCODE = '22023';
@@ -173,8 +171,7 @@ BEGIN
     LOCK TABLE es.events IN SHARE MODE;
     INSERT INTO es.projections (name, handler, event_types, mode, tables, on_error)
     VALUES (name, handler, event_types, mode, coalesce(tables, '{}'), on_error);
-    upto := es._projection_replay(name, 0);
-    UPDATE es.projections p SET last_position = upto WHERE p.name = create_projection.name;
+    PERFORM es._projection_replay(name, 0);
 END
 $$;
 COMMENT ON FUNCTION es.create_projection(text, regprocedure, text[], text, regclass[], text) IS
@@ -220,16 +217,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p es.projections := es._projection_lookup(name);
-    upto bigint;
 BEGIN
     LOCK TABLE es.events IN SHARE MODE;
     p := es._projection_lookup(name);
     IF p.paused THEN
         UPDATE es.projections SET paused = false, paused_at_position = NULL
          WHERE projections.name = p.name;
-        upto := es._projection_replay(p.name, p.paused_at_position);
-        UPDATE es.projections SET last_position = greatest(last_position, upto)
-         WHERE projections.name = p.name;
+        PERFORM es._projection_replay(p.name, p.paused_at_position);
     END IF;
 END
 $$;
@@ -243,7 +237,6 @@ AS $$
 DECLARE
     p es.projections := es._projection_lookup(name);
     t regclass;
-    upto bigint;
 BEGIN
     LOCK TABLE es.events IN SHARE MODE;
     p := es._projection_lookup(name);
@@ -252,8 +245,7 @@ BEGIN
     END LOOP;
     UPDATE es.projections SET paused = false, paused_at_position = NULL
      WHERE projections.name = p.name;
-    upto := es._projection_replay(p.name, 0);
-    UPDATE es.projections SET last_position = upto WHERE projections.name = p.name;
+    PERFORM es._projection_replay(p.name, 0);
 END
 $$;
 COMMENT ON FUNCTION es.rebuild_projection(text) IS

@@ -125,7 +125,6 @@ typedef struct Projection
 	FmgrInfo	flinfo;
 	List	   *types;			/* event_types (C strings), NIL: all */
 	bool		paused;
-	int64		last_position;
 } Projection;
 
 extern bool projection_inline_firing;
@@ -134,8 +133,7 @@ extern TupleDesc projection_event_desc(void);
 extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
 extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
 extern bool projection_apply(Projection *p, HeapTuple event);
-extern int64 projection_replay(Projection *p, int64 from, Snapshot snap,
-							   int64 limit, int64 *count);
+extern int64 projection_replay(Projection *p, int64 from, Snapshot snap);
 extern bool projection_inline_active(void);
 
 #endif							/* ES_H */

@@ -124,7 +124,7 @@ List *
 projection_load(const char *mode, const char *name, MemoryContext cxt)
 {
 	static const char *sql =
-		"SELECT name, handler::oid, event_types, paused, last_position, p.proowner"
+		"SELECT name, handler::oid, event_types, paused, p.proowner"
 		" FROM es.projections JOIN pg_catalog.pg_proc p ON p.oid = handler"
 		" WHERE ($1 IS NULL OR mode = $1) AND ($2 IS NULL OR name = $2)"
 		" ORDER BY name";
@@ -186,8 +186,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 				p->types = lappend(p->types, TextDatumGetCString(elems[j]));
 		}
 		p->paused = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		p->last_position = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
 		fmgr_info_cxt(p->handler, &p->flinfo, cxt);
 		result = lappend(result, p);
 		MemoryContextSwitchTo(old);
@@ -293,18 +292,15 @@ projection_apply(Projection *p, HeapTuple event)
 	SetUserIdAndSecContext(save_userid, save_sec);
 
 	error_context_stack = errcb.previous;
-	p->last_position = c.position;
 	return true;
 }
 
 /*
  * Replay stored events after "from" (in position order, as "snap" shows
- * them) into a projection, at most "limit" of them (0: all).  Returns the
- * last position read; *count gets how many were read.
+ * them) into a projection.  Returns the last position read.
  */
 int64
-projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
-				  int64 *count)
+projection_replay(Projection *p, int64 from, Snapshot snap)
 {
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
 	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
@@ -315,7 +311,6 @@ projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
 	IndexScanDesc scan;
 	ScanKeyData key;
 	int64		last = from;
-	int64		n = 0;
 	int			guc_level;
 
 	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
@@ -324,8 +319,7 @@ projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
 	upcast_begin();
 	(void) projection_event_desc_get(true);
 	guc_level = handlers_begin();
-	while ((limit == 0 || n < limit) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		MemoryContext old = MemoryContextSwitchTo(per_event);
 		bool		should_free;
@@ -336,7 +330,6 @@ projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
 		last = DatumGetInt64(heap_getattr(row, Anum_events_global_position,
 										  RelationGetDescr(rel), &isnull));
 		projection_apply(p, event);
-		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_event);
 		CHECK_FOR_INTERRUPTS();
@@ -348,8 +341,6 @@ projection_replay(Projection *p, int64 from, Snapshot snap, int64 limit,
 	MemoryContextDelete(per_event);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
-	if (count)
-		*count = n;
 	return last;
 }
 
@@ -382,7 +373,7 @@ es_projection_replay(PG_FUNCTION_ARGS)
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int64		last;
 
-	last = projection_replay(p, PG_GETARG_INT64(1), snap, 0, NULL);
+	last = projection_replay(p, PG_GETARG_INT64(1), snap);
 	UnregisterSnapshot(snap);
 	PG_RETURN_INT64(last);
 }

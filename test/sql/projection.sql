@@ -158,8 +158,6 @@ SELECT name, mode, status, handler, event_types, tables,
        last_position = (SELECT max(global_position) FROM es.events) AS at_head,
        lag_events, lag_seconds
   FROM es.projection_status WHERE name LIKE 'pj%' ORDER BY name;
-SELECT name, last_position = (SELECT max(global_position) FROM es.events) AS checkpoint_at_head
-  FROM es.projections ORDER BY name;
 
 -- ---------------------------------------------------------------------------
 -- Following appends: single, multi-event, JSON
