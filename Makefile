@@ -2,7 +2,7 @@
 
 EXTENSION = es
 MODULE_big = es
-OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/snapshot.o src/lifecycle.o src/project.o
+OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/snapshot.o src/lifecycle.o src/project.o src/projector.o
 DATA = $(wildcard sql/es--*.sql)
 PGFILEDESC = "es - event store with CQRS read models"
 

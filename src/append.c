@@ -538,6 +538,7 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		horizon_end_allocation(positions[0]);
 
 		append_insert(&t, stream_id, events, n, version, positions);
+		projector_note_append();
 		result = version + n;
 
 		if (es_notify)

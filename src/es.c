@@ -65,6 +65,7 @@ es_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	HorizonShmemRequest();
+	ProjectorShmemRequest();
 }
 
 /* Chain to the shared memory start-up of the horizon */
@@ -74,6 +75,7 @@ es_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	HorizonShmemStartup();
+	ProjectorShmemStartup();
 }
 
 /* Forget cached OIDs when one of them (or everything) is invalidated */
@@ -117,6 +119,7 @@ _PG_init(void)
 	UpcastInit();
 	LifecycleInit();
 	ProjectInit();
+	ProjectorInit();
 }
 
 /* The OID of one of the extension's relations, from the backend's cache */

@@ -128,12 +128,27 @@ typedef struct Projection
 } Projection;
 
 extern bool projection_inline_firing;
+extern int64 projection_current_position;
+extern int64 projection_replay_count;
 extern void ProjectInit(void);
 extern TupleDesc projection_event_desc(void);
 extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
 extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
 extern bool projection_apply(Projection *p, HeapTuple event);
-extern int64 projection_replay(Projection *p, int64 from, Snapshot snap);
+extern int64 projection_replay(Projection *p, int64 from, int64 before,
+							   int64 limit, Snapshot snap);
+extern TupleDesc projection_event_desc_get(bool recheck);
+extern Projection *projection_from_row(HeapTuple tup, TupleDesc desc,
+									   MemoryContext cxt);
+extern int	handlers_begin(void);
+extern void handlers_end(int level);
+
+/* projector.c: asynchronous projections (launcher, per-database worker) */
+extern bool es_preloaded;
+extern void ProjectorShmemRequest(void);
+extern void ProjectorShmemStartup(void);
+extern void ProjectorInit(void);
+extern void projector_note_append(void);
 extern bool projection_inline_active(void);
 
 #endif							/* ES_H */

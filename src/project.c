@@ -46,6 +46,12 @@
 /* True while es.append* fires the inline trigger (see append.c) */
 bool		projection_inline_firing = false;
 
+/* The position of the event last handed to a handler (for error reports) */
+int64		projection_current_position = 0;
+
+/* How many events the last projection_replay read */
+int64		projection_replay_count = 0;
+
 /* Inline projections, cached per backend until es.projections changes */
 static MemoryContext inline_cxt = NULL;
 static List *inline_list = NIL;
@@ -91,7 +97,7 @@ ProjectInit(void)
  * recheck, so that a type re-created by DROP and CREATE EXTENSION is
  * noticed.
  */
-static TupleDesc
+TupleDesc
 projection_event_desc_get(bool recheck)
 {
 	if (event_desc != NULL && recheck && event_desc->tdtypeid != es_event_type_oid())
@@ -116,6 +122,41 @@ projection_event_desc(void)
 }
 
 /*
+ * A Projection from a row with the columns name, handler (as oid),
+ * event_types, paused and proowner (the handler's owner), in "cxt".
+ */
+Projection *
+projection_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Projection *p = palloc0(sizeof(Projection));
+	bool		isnull;
+	Datum		d;
+
+	p->name = SPI_getvalue(tup, desc, SPI_fnumber(desc, "name"));
+	p->handler = DatumGetObjectId(SPI_getbinval(tup, desc, SPI_fnumber(desc, "handler"), &isnull));
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "event_types"), &isnull);
+	if (!isnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(d);
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+		int			j;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &n);
+		for (j = 0; j < n; j++)
+			p->types = lappend(p->types, TextDatumGetCString(elems[j]));
+	}
+	p->paused = DatumGetBool(SPI_getbinval(tup, desc, SPI_fnumber(desc, "paused"), &isnull));
+	p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, SPI_fnumber(desc, "proowner"), &isnull));
+	fmgr_info_cxt(p->handler, &p->flinfo, cxt);
+	MemoryContextSwitchTo(old);
+	return p;
+}
+
+/*
  * Load projections of es.projections (all of one mode, or the one named)
  * into "cxt".  Read as the table's owner: the inline trigger runs as the
  * appender, who has no grant on it.
@@ -124,7 +165,7 @@ List *
 projection_load(const char *mode, const char *name, MemoryContext cxt)
 {
 	static const char *sql =
-		"SELECT name, handler::oid, event_types, paused, p.proowner"
+		"SELECT name, handler::oid AS handler, event_types, paused, p.proowner"
 		" FROM es.projections JOIN pg_catalog.pg_proc p ON p.oid = handler"
 		" WHERE ($1 IS NULL OR mode = $1) AND ($2 IS NULL OR name = $2)"
 		" ORDER BY name";
@@ -161,36 +202,8 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 		elog(ERROR, "es: could not read es.projections: %s", SPI_result_code_string(rc));
 
 	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		Projection *p = palloc0(sizeof(Projection));
-		bool		isnull;
-		Datum		d;
-
-		p->name = SPI_getvalue(tup, desc, 1);
-		p->handler = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!isnull)
-		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-			Datum	   *elems;
-			bool	   *enulls;
-			int			n;
-			int			j;
-
-			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &enulls, &n);
-			for (j = 0; j < n; j++)
-				p->types = lappend(p->types, TextDatumGetCString(elems[j]));
-		}
-		p->paused = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
-		fmgr_info_cxt(p->handler, &p->flinfo, cxt);
-		result = lappend(result, p);
-		MemoryContextSwitchTo(old);
-	}
+		result = lappend(result, projection_from_row(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, cxt));
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
@@ -202,7 +215,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
  * everywhere: they qualify their tables, or carry their own SET search_path.
  * Returns the GUC nest level to pass to handlers_end.
  */
-static int
+int
 handlers_begin(void)
 {
 	int			level = NewGUCNestLevel();
@@ -213,7 +226,7 @@ handlers_begin(void)
 	return level;
 }
 
-static void
+void
 handlers_end(int level)
 {
 	AtEOXact_GUC(true, level);
@@ -278,6 +291,7 @@ projection_apply(Projection *p, HeapTuple event)
 	c.projection = p->name;
 	c.position = DatumGetInt64(heap_getattr(event, READ_ATT_GLOBAL_POSITION,
 											projection_event_desc(), &isnull));
+	projection_current_position = c.position;
 	errcb.callback = apply_error_callback;
 	errcb.arg = &c;
 	errcb.previous = error_context_stack;
@@ -296,11 +310,13 @@ projection_apply(Projection *p, HeapTuple event)
 }
 
 /*
- * Replay stored events after "from" (in position order, as "snap" shows
- * them) into a projection.  Returns the last position read.
+ * Replay stored events after "from" and before "before" (0: no bound), at
+ * most "limit" of them (0: all), in position order, as "snap" shows them,
+ * into a projection.  Returns the last position read (or "from").
  */
 int64
-projection_replay(Projection *p, int64 from, Snapshot snap)
+projection_replay(Projection *p, int64 from, int64 before, int64 limit,
+				  Snapshot snap)
 {
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
 	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
@@ -309,17 +325,21 @@ projection_replay(Projection *p, int64 from, Snapshot snap)
 													"es replay event",
 													ALLOCSET_DEFAULT_SIZES);
 	IndexScanDesc scan;
-	ScanKeyData key;
+	ScanKeyData key[2];
 	int64		last = from;
+	int64		n = 0;
 	int			guc_level;
 
-	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
-	scan = index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	ScanKeyInit(&key[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
+	ScanKeyInit(&key[1], 1, BTLessStrategyNumber, F_INT8LT,
+				Int64GetDatum(before > 0 ? before : PG_INT64_MAX));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, key, 2, NULL, 0);
 	upcast_begin();
 	(void) projection_event_desc_get(true);
 	guc_level = handlers_begin();
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while ((limit == 0 || n < limit) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		MemoryContext old = MemoryContextSwitchTo(per_event);
 		bool		should_free;
@@ -330,10 +350,13 @@ projection_replay(Projection *p, int64 from, Snapshot snap)
 		last = DatumGetInt64(heap_getattr(row, Anum_events_global_position,
 										  RelationGetDescr(rel), &isnull));
 		projection_apply(p, event);
+		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_event);
 		CHECK_FOR_INTERRUPTS();
 	}
+	ExecClearTuple(slot);
+	projection_replay_count = n;
 	handlers_end(guc_level);
 	upcast_end();
 	index_endscan(scan);
@@ -373,7 +396,7 @@ es_projection_replay(PG_FUNCTION_ARGS)
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int64		last;
 
-	last = projection_replay(p, PG_GETARG_INT64(1), snap);
+	last = projection_replay(p, PG_GETARG_INT64(1), 0, 0, snap);
 	UnregisterSnapshot(snap);
 	PG_RETURN_INT64(last);
 }

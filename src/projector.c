@@ -1,0 +1,1750 @@
+/*-------------------------------------------------------------------------
+ *
+ * projector.c
+ *	  Asynchronous projections: a launcher (a static background worker, so
+ *	  only shared_preload_libraries = 'es' is needed) starts one projector
+ *	  per database.  The projector owns the logical slot es_projector_<oid>,
+ *	  decodes es.events inserts through PostgreSQL's own pgoutput (the
+ *	  publication es_events), and applies each committed transaction, in
+ *	  commit order, to the live async projections, in one local transaction
+ *	  per batch that also advances every projection's checkpoint
+ *	  (applied_lsn).  Only then is the slot confirmed, up to the oldest
+ *	  checkpoint, so a crash at any point replays exactly what was not
+ *	  applied.
+ *
+ * A projection that joins late (created, rebuilt) first reads the table in
+ * position order below the gap-safe horizon (caught_up_to is exact), then
+ * switches to the decoded stream: with the decoding drained at L0 it takes
+ * a snapshot S, applies what S shows above caught_up_to, and stores S and
+ * applied_lsn = L0.  A decoded transaction after L0 is applied only if S
+ * does not show it; once the decoding passes the WAL insert position read
+ * just after S was taken, S is forgotten.  Before any snapshot is taken
+ * the projector waits until the transactions it decoded have left the
+ * ProcArray, so every transaction that ends at or before L0 is in S.
+ *
+ * A paused or failed projection keeps its checkpoint, which holds the
+ * slot (and WAL) back; the projector says so in the log.  When it becomes
+ * active again, decoding restarts from the slot, and the projections that
+ * are further on skip what they have already applied.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/logicalproto.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+#include "es.h"
+
+#define PROJECTOR_MAX_DBS	64
+#define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
+#define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
+#define CATCHUP_BATCH		5000	/* events per catch-up transaction */
+#define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
+#define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
+
+/* Shared state: one entry per database that has (had) a projector */
+typedef struct ProjectorDb
+{
+	Oid			dboid;			/* InvalidOid: free entry */
+	pid_t		pid;			/* the running projector, 0: none */
+	Latch	   *latch;
+	bool		start_requested;	/* for the launcher */
+	bool		dropping;		/* DROP DATABASE: do not restart */
+	TimestampTz restart_at;		/* after an error exit: not before */
+	XLogRecPtr	last_append_end;	/* WAL end of the latest append's commit */
+} ProjectorDb;
+
+typedef struct ProjectorShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch;
+	ProjectorDb dbs[PROJECTOR_MAX_DBS];
+} ProjectorShared;
+
+bool		es_preloaded = false;
+
+static ProjectorShared *projector = NULL;
+static bool appended_in_xact = false;
+static bool wake_at_commit = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* The projector's own state */
+typedef struct DecodedXact
+{
+	TransactionId xid;
+	XLogRecPtr	end_lsn;
+	int			npositions;
+	int			maxpositions;
+	int64	   *positions;
+} DecodedXact;
+
+/* An async projection as one batch sees it */
+typedef struct AsyncProjection
+{
+	Projection *p;
+	bool		park;			/* on_error = 'park' */
+	bool		failed;
+	char	   *phase;
+	int64		caught_up_to;
+	int64		last_position;
+	XLogRecPtr	applied_lsn;	/* Invalid: not live yet */
+	Datum		live_snapshot;	/* pg_snapshot, 0: none */
+	XLogRecPtr	live_snapshot_lsn;
+	/* results of the batch */
+	bool		changed;
+	XLogRecPtr	new_applied_lsn;
+	bool		stopped;		/* failed in this batch */
+	int64		error_position;
+	char	   *error_message;
+} AsyncProjection;
+
+static MemoryContext decode_cxt = NULL;
+static List *decoded = NIL;		/* complete transactions, commit order */
+static int	decoded_events = 0;
+static DecodedXact *current = NULL;
+static LogicalDecodingContext *decoding = NULL;
+static XLogRecPtr processed_upto = InvalidXLogRecPtr;
+static List *active_before = NIL;	/* names active in the last batch */
+static List *holding_logged = NIL;	/* names said to hold WAL */
+static TimestampTz holding_logged_at = 0;
+static char slot_name[NAMEDATALEN];
+static ProjectorDb *my_db = NULL;
+
+PGDLLEXPORT void es_launcher_main(Datum arg);
+PGDLLEXPORT void es_projector_main(Datum arg);
+
+/* ------------------------------------------------------------------------
+ * Shared memory, and what backends do
+ * ------------------------------------------------------------------------
+ */
+
+void
+ProjectorShmemRequest(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(ProjectorShared)));
+}
+
+void
+ProjectorShmemStartup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	projector = ShmemInitStruct("es projector", sizeof(ProjectorShared), &found);
+	if (!found)
+	{
+		memset(projector, 0, sizeof(ProjectorShared));
+		SpinLockInit(&projector->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The entry of a database, created if asked; under the mutex */
+static ProjectorDb *
+projector_db(Oid dboid, bool create)
+{
+	ProjectorDb *free_entry = NULL;
+	int			i;
+
+	for (i = 0; i < PROJECTOR_MAX_DBS; i++)
+	{
+		if (projector->dbs[i].dboid == dboid)
+			return &projector->dbs[i];
+		if (free_entry == NULL && projector->dbs[i].dboid == InvalidOid)
+			free_entry = &projector->dbs[i];
+	}
+	if (!create)
+		return NULL;
+	if (free_entry == NULL)
+	{
+		/* reuse the entry of a database without a projector */
+		for (i = 0; i < PROJECTOR_MAX_DBS && free_entry == NULL; i++)
+			if (projector->dbs[i].pid == 0 && !projector->dbs[i].start_requested)
+				free_entry = &projector->dbs[i];
+		if (free_entry == NULL)
+			return NULL;
+	}
+	memset(free_entry, 0, sizeof(ProjectorDb));
+	free_entry->dboid = dboid;
+	/* no append is known: anything before now may be unprojected */
+	free_entry->last_append_end = GetXLogInsertRecPtr();
+	return free_entry;
+}
+
+/* At commit: record an append's WAL end, wake or start the projector */
+static void
+projector_xact_callback(XactEvent event, void *arg)
+{
+	ProjectorDb *db;
+	Latch	   *latch = NULL;
+	Latch	   *launcher = NULL;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	if (!appended_in_xact && !wake_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT && projector != NULL)
+	{
+		SpinLockAcquire(&projector->mutex);
+		db = projector_db(MyDatabaseId, wake_at_commit);
+		if (db != NULL)
+		{
+			if (appended_in_xact && XactLastCommitEnd > db->last_append_end)
+				db->last_append_end = XactLastCommitEnd;
+			latch = db->latch;
+			if (wake_at_commit)
+			{
+				/* a projector about to leave sees this and stays */
+				db->start_requested = true;
+				db->dropping = false;
+				db->restart_at = 0;
+				if (db->pid == 0)
+					launcher = projector->launcher_latch;
+			}
+		}
+		SpinLockRelease(&projector->mutex);
+		if (latch)
+			SetLatch(latch);
+		if (launcher)
+			SetLatch(launcher);
+	}
+	appended_in_xact = false;
+	wake_at_commit = false;
+}
+
+void
+projector_note_append(void)
+{
+	appended_in_xact = true;
+}
+
+/*
+ * DROP DATABASE: our projector is connected to it; stop it (and keep the
+ * launcher from restarting it) before PostgreSQL checks for other users.
+ * DROP EXTENSION es: wake the projector, which then drops its slot and
+ * exits.
+ */
+static void
+projector_process_utility(PlannedStmt *pstmt, const char *queryString,
+						  bool readOnlyTree, ProcessUtilityContext context,
+						  ParamListInfo params, QueryEnvironment *queryEnv,
+						  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (projector != NULL && IsA(parsetree, DropdbStmt))
+	{
+		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+		int			tries;
+
+		for (tries = 0; OidIsValid(dboid) && tries < 1000; tries++)
+		{
+			pid_t		pid = 0;
+			ProjectorDb *db;
+
+			SpinLockAcquire(&projector->mutex);
+			db = projector_db(dboid, false);
+			if (db != NULL)
+			{
+				db->dropping = true;
+				db->start_requested = false;
+				pid = db->pid;
+			}
+			SpinLockRelease(&projector->mutex);
+			if (pid == 0)
+				break;
+			if (tries == 0)
+				kill(pid, SIGTERM);
+			pg_usleep(10000L);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	else if (IsA(parsetree, DropStmt) &&
+			 ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+		wake_at_commit = true;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+ProjectorInit(void)
+{
+	BackgroundWorker worker;
+
+	RegisterXactCallback(projector_xact_callback, NULL);
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = projector_process_utility;
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	es_preloaded = true;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "es launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "es launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+PG_FUNCTION_INFO_V1(es_projector_check);
+
+/* es._projector_check(): can this server run async projections? */
+Datum
+es_projector_check(PG_FUNCTION_ARGS)
+{
+	if (!es_preloaded || projector == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("asynchronous projections need es in shared_preload_libraries"),
+				 errhint("Set shared_preload_libraries = 'es' and restart the server, or use mode => 'inline'.")));
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("asynchronous projections need wal_level = logical"),
+				 errhint("Set wal_level = logical and restart the server, or use mode => 'inline'.")));
+	if (max_replication_slots < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("asynchronous projections need a replication slot, and max_replication_slots is 0"),
+				 errhint("Raise max_replication_slots and restart the server.")));
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_projector_wake);
+
+/* es._projector_wake(): start or wake the projector when we commit */
+Datum
+es_projector_wake(PG_FUNCTION_ARGS)
+{
+	wake_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_projector_target_lsn);
+
+/*
+ * es._projector_target_lsn(): a WAL position at or after the commit of
+ * every append that committed before this call.
+ */
+Datum
+es_projector_target_lsn(PG_FUNCTION_ARGS)
+{
+	XLogRecPtr	lsn;
+	ProjectorDb *db;
+
+	if (projector == NULL)
+		PG_RETURN_LSN(GetXLogInsertRecPtr());
+	SpinLockAcquire(&projector->mutex);
+	db = projector_db(MyDatabaseId, true);
+	lsn = db != NULL ? db->last_append_end : GetXLogInsertRecPtr();
+	SpinLockRelease(&projector->mutex);
+	PG_RETURN_LSN(lsn);
+}
+
+/* ------------------------------------------------------------------------
+ * The launcher
+ * ------------------------------------------------------------------------
+ */
+
+static void
+launcher_start_worker(Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projector_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "es projector for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "es projector");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(WARNING,
+				(errmsg("es: could not start the projector of database %u", dboid),
+				 errhint("Raise max_worker_processes.")));
+}
+
+/*
+ * The launcher: a projector for every database at start (each exits at
+ * once where there is nothing to project), then on request: a committed
+ * create, resume or rebuild, or a projector that exited on an error (after
+ * a few seconds).
+ */
+void
+es_launcher_main(Datum arg)
+{
+	List	   *dbs = NIL;
+	ListCell   *lc;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	SpinLockAcquire(&projector->mutex);
+	projector->launcher_latch = MyLatch;
+	SpinLockRelease(&projector->mutex);
+
+	StartTransactionCommand();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn && !db->datistemplate)
+			dbs = lappend_oid(dbs, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	foreach(lc, dbs)
+		launcher_start_worker(lfirst_oid(lc));
+	list_free(dbs);
+
+	for (;;)
+	{
+		List	   *todo = NIL;
+		TimestampTz now;
+		int			i;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		now = GetCurrentTimestamp();
+		SpinLockAcquire(&projector->mutex);
+		for (i = 0; i < PROJECTOR_MAX_DBS; i++)
+		{
+			ProjectorDb *db = &projector->dbs[i];
+
+			if (db->dboid != InvalidOid && db->start_requested &&
+				db->pid == 0 && !db->dropping && db->restart_at <= now)
+			{
+				db->start_requested = false;
+				todo = lappend_oid(todo, db->dboid);
+			}
+		}
+		SpinLockRelease(&projector->mutex);
+		foreach(lc, todo)
+			launcher_start_worker(lfirst_oid(lc));
+		list_free(todo);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Decoding
+ * ------------------------------------------------------------------------
+ */
+
+static void
+decode_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
+					 TransactionId xid, bool last_write)
+{
+	resetStringInfo(ctx->out);
+}
+
+/* pgoutput's messages: keep the positions of each committed transaction */
+static void
+decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
+			 TransactionId xid, bool last_write)
+{
+	StringInfoData in;
+	MemoryContext old = MemoryContextSwitchTo(decode_cxt);
+
+	in.data = ctx->out->data;
+	in.len = ctx->out->len;
+	in.maxlen = ctx->out->maxlen;
+	in.cursor = 0;
+	switch (pq_getmsgbyte(&in))
+	{
+		case LOGICAL_REP_MSG_BEGIN:
+			{
+				LogicalRepBeginData begin;
+
+				logicalrep_read_begin(&in, &begin);
+				current = palloc0(sizeof(DecodedXact));
+				current->xid = begin.xid;
+				current->maxpositions = 8;
+				current->positions = palloc(sizeof(int64) * 8);
+				break;
+			}
+		case LOGICAL_REP_MSG_INSERT:
+			{
+				LogicalRepTupleData tup;
+
+				(void) logicalrep_read_insert(&in, &tup);
+				if (current != NULL && tup.ncols >= 1 &&
+					tup.colstatus[0] == LOGICALREP_COLUMN_TEXT)
+				{
+					if (current->npositions == current->maxpositions)
+					{
+						current->maxpositions *= 2;
+						current->positions = repalloc(current->positions,
+													  sizeof(int64) * current->maxpositions);
+					}
+					current->positions[current->npositions++] =
+						pg_strtoint64(tup.colvalues[0].data);
+					decoded_events++;
+				}
+				break;
+			}
+		case LOGICAL_REP_MSG_COMMIT:
+			{
+				LogicalRepCommitData commit;
+
+				logicalrep_read_commit(&in, &commit);
+				if (current != NULL)
+				{
+					current->end_lsn = commit.end_lsn;
+					if (current->npositions > 0)
+						decoded = lappend(decoded, current);
+					current = NULL;
+				}
+				break;
+			}
+		default:
+			/* relation, type and origin messages: not needed */
+			break;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Start decoding where the slot was confirmed */
+static void
+decoding_start(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	List	   *options;
+
+	options = list_make2(makeDefElem("proto_version", (Node *) makeString("1"), -1),
+						 makeDefElem("publication_names", (Node *) makeString("es_events"), -1));
+	decoding = CreateDecodingContext(InvalidXLogRecPtr, options, false,
+									 XL_ROUTINE(.page_read = read_local_xlog_page,
+												.segment_open = wal_segment_open,
+												.segment_close = wal_segment_close),
+									 decode_prepare_write, decode_write, NULL);
+	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
+	processed_upto = MyReplicationSlot->data.confirmed_flush;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+decoding_stop(void)
+{
+	if (decoding != NULL)
+		FreeDecodingContext(decoding);
+	decoding = NULL;
+	decoded = NIL;
+	current = NULL;
+	decoded_events = 0;
+	MemoryContextReset(decode_cxt);
+}
+
+/* Decode what was flushed, up to a batch; returns the decode position */
+static XLogRecPtr
+decoding_read(void)
+{
+	XLogRecPtr	flush = GetFlushRecPtr(NULL);
+
+	while (decoding->reader->EndRecPtr < flush &&
+		   list_length(decoded) < DECODE_MAX_XACTS &&
+		   decoded_events < DECODE_MAX_EVENTS)
+	{
+		char	   *errm = NULL;
+		XLogRecord *record = XLogReadRecord(decoding->reader, &errm);
+
+		if (errm)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("es projector: could not read WAL: %s", errm)));
+		if (record != NULL)
+			LogicalDecodingProcessRecord(decoding, decoding->reader);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return decoding->reader->EndRecPtr;
+}
+
+/* ------------------------------------------------------------------------
+ * Applying
+ * ------------------------------------------------------------------------
+ */
+
+/* The full xid of a recently decoded transaction */
+static FullTransactionId
+full_xid(TransactionId xid)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (xid > XidFromFullTransactionId(next))
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, xid);
+}
+
+/* Does the projection's switch snapshot show this transaction? */
+static bool
+in_live_snapshot(AsyncProjection *ap, TransactionId xid)
+{
+	if (ap->live_snapshot == (Datum) 0)
+		return false;
+	return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot,
+											FullTransactionIdGetDatum(full_xid(xid)),
+											ap->live_snapshot));
+}
+
+/* Hand the events at these positions to a projection, as snap shows them */
+static void
+apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
+{
+	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
+	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	MemoryContext per_event = AllocSetContextCreate(CurrentMemoryContext,
+													"es projector event",
+													ALLOCSET_DEFAULT_SIZES);
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
+	int			guc_level;
+	int			i;
+
+	upcast_begin();
+	guc_level = handlers_begin();
+	for (i = 0; i < n; i++)
+	{
+		ScanKeyData key;
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum(positions[i]));
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			MemoryContext old = MemoryContextSwitchTo(per_event);
+			bool		should_free;
+			HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+			projection_apply(p, projection_event_from_row(row, RelationGetDescr(rel)));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_event);
+		}
+		/* else: scavenged since; nothing to project */
+		ExecClearTuple(slot);
+		CHECK_FOR_INTERRUPTS();
+	}
+	handlers_end(guc_level);
+	upcast_end();
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(per_event);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+}
+
+/* Positions after "from" and before "before" that snap shows, at most limit */
+static int64 *
+collect_positions(int64 from, int64 before, int limit, Snapshot snap, int *n)
+{
+	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
+	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, 2, 0);
+	ScanKeyData key[2];
+	int			max = 64;
+	int64	   *result = palloc(sizeof(int64) * max);
+
+	*n = 0;
+	ScanKeyInit(&key[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
+	ScanKeyInit(&key[1], 1, BTLessStrategyNumber, F_INT8LT,
+				Int64GetDatum(before > 0 ? before : PG_INT64_MAX));
+	index_rescan(scan, key, 2, NULL, 0);
+	while ((limit == 0 || *n < limit) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		if (*n == max)
+		{
+			max *= 2;
+			result = repalloc(result, sizeof(int64) * max);
+		}
+		result[(*n)++] = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
+	}
+	ExecClearTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return result;
+}
+
+/*
+ * Run one unit of work in a subtransaction.  On error, returns false with
+ * the error's SQLSTATE and message; the unit's writes are rolled back.
+ */
+typedef struct ApplyUnit
+{
+	Projection *p;
+	int64	   *positions;		/* apply these, or ... */
+	int			n;
+	int64		from;			/* ... the range (from, before), limit */
+	int64		before;
+	int			limit;
+	Snapshot	snap;
+	int64		last;			/* range: the last position read */
+	/* the error, when it failed */
+	char	   *sqlstate;
+	char	   *message;
+} ApplyUnit;
+
+static bool
+apply_unit(ApplyUnit *u)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (u->positions != NULL)
+			apply_positions(u->p, u->positions, u->n, u->snap);
+		else
+			u->last = projection_replay(u->p, u->from, u->before, u->limit, u->snap);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		u->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		u->message = edata->context
+			? psprintf("%s (%s)", edata->message, edata->context)
+			: pstrdup(edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* Record a parked event */
+static void
+park_event(AsyncProjection *ap, int64 position, ApplyUnit *u)
+{
+	Datum		values[4];
+	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, TEXTOID};
+
+	values[0] = CStringGetTextDatum(ap->p->name);
+	values[1] = Int64GetDatum(position);
+	values[2] = CStringGetTextDatum(u->sqlstate);
+	values[3] = CStringGetTextDatum(u->message);
+	SPI_connect();
+	if (SPI_execute_with_args(
+							  "INSERT INTO es.projection_errors AS pe"
+							  " (projection, global_position, event_type, sqlstate, message)"
+							  " SELECT $1, $2, coalesce((SELECT e.event_type FROM es.events e"
+							  "   WHERE e.global_position = $2), ''), $3, $4"
+							  " ON CONFLICT (projection, global_position) DO UPDATE"
+							  " SET attempts = pe.attempts + 1, sqlstate = excluded.sqlstate,"
+							  "     message = excluded.message, last_failed_at = now()",
+							  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "es projector: could not park an event");
+	SPI_finish();
+	ereport(LOG,
+			(errmsg("es projector: projection \"%s\" parked the event at position " INT64_FORMAT ": %s",
+					ap->p->name, position, u->message)));
+}
+
+static void
+stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u)
+{
+	ap->stopped = true;
+	ap->error_position = position;
+	ap->error_message = psprintf("%s: %s", u->sqlstate, u->message);
+	ereport(WARNING,
+			(errmsg("es projector: projection \"%s\" stopped at the event at position " INT64_FORMAT,
+					ap->p->name, position),
+			 errdetail("%s", u->message),
+			 errhint("Fix the handler, then call es.resume_projection('%s').", ap->p->name)));
+}
+
+/*
+ * Apply the decoded transactions a live projection has not seen; on an
+ * error, stop it before the failing transaction, or park the failing
+ * events.
+ */
+static void
+apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
+{
+	List	   *todo = NIL;
+	ListCell   *lc;
+	int			total = 0;
+	ApplyUnit	u;
+
+	foreach(lc, decoded)
+	{
+		DecodedXact *x = lfirst(lc);
+
+		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->xid))
+			continue;
+		todo = lappend(todo, x);
+		total += x->npositions;
+	}
+	ap->new_applied_lsn = decode_end;
+	if (todo == NIL)
+		return;
+	ap->changed = true;
+
+	/* first, all of it at once */
+	memset(&u, 0, sizeof(u));
+	u.p = ap->p;
+	u.snap = snap;
+	u.positions = palloc(sizeof(int64) * total);
+	foreach(lc, todo)
+	{
+		DecodedXact *x = lfirst(lc);
+
+		memcpy(u.positions + u.n, x->positions, sizeof(int64) * x->npositions);
+		u.n += x->npositions;
+	}
+	if (apply_unit(&u))
+	{
+		int			i;
+
+		for (i = 0; i < u.n; i++)
+			ap->last_position = Max(ap->last_position, u.positions[i]);
+		return;
+	}
+
+	/* an error: again, a transaction (stop) or an event (park) at a time */
+	{
+		XLogRecPtr	prev_end = ap->applied_lsn;
+
+		foreach(lc, todo)
+		{
+			DecodedXact *x = lfirst(lc);
+			int			i;
+
+			if (!ap->park)
+			{
+				memset(&u, 0, sizeof(u));
+				u.p = ap->p;
+				u.snap = snap;
+				u.positions = x->positions;
+				u.n = x->npositions;
+				if (!apply_unit(&u))
+				{
+					/* nothing of x stays applied; resume starts at x */
+					stop_projection(ap, projection_current_position, &u);
+					ap->new_applied_lsn = prev_end;
+					return;
+				}
+			}
+			else
+			{
+				for (i = 0; i < x->npositions; i++)
+				{
+					ApplyUnit	one = {.p = ap->p, .snap = snap,
+					.positions = &x->positions[i], .n = 1};
+
+					if (!apply_unit(&one))
+						park_event(ap, x->positions[i], &one);
+				}
+			}
+			for (i = 0; i < x->npositions; i++)
+				ap->last_position = Max(ap->last_position, x->positions[i]);
+			prev_end = x->end_lsn;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The projector's transactions
+ * ------------------------------------------------------------------------
+ */
+
+/* Run a statement through SPI with a plan kept for the worker's life */
+typedef struct KeptPlan
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+} KeptPlan;
+
+static int
+spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
+		bool read_only)
+{
+	int			rc;
+
+	if (kp->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(kp->sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "es projector: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		kp->plan = plan;
+	}
+	rc = SPI_execute_plan(kp->plan, values, nulls, read_only, 0);
+	if (rc < 0)
+		elog(ERROR, "es projector: SPI_execute_plan failed: %s",
+			 SPI_result_code_string(rc));
+	return rc;
+}
+
+static KeptPlan load_plan = {
+	"SELECT p.name, p.handler::oid AS handler, p.event_types, p.paused,"
+	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position,"
+	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
+	"       p.failed_at IS NOT NULL AS failed"
+	"  FROM es.projections p JOIN pg_catalog.pg_proc pr ON pr.oid = p.handler"
+	" WHERE p.mode = 'async' AND ($1 IS NULL OR p.name = $1)"
+	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
+};
+
+/*
+ * Lock and load the async projections (all, or the one named) into the
+ * current memory context.
+ */
+static List *
+load_projections(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char		nulls[1];
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	values[0] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[0] = name ? ' ' : 'n';
+	SPI_connect();
+	spi_run(&load_plan, 1, types, values, nulls, false);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		AsyncProjection *ap = palloc0(sizeof(AsyncProjection));
+		bool		isnull;
+		Datum		d;
+
+		ap->p = projection_from_row(tup, desc, cxt);
+		ap->park = strcmp(SPI_getvalue(tup, desc, 6), "park") == 0;
+		ap->phase = SPI_getvalue(tup, desc, 7);
+		ap->caught_up_to = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		ap->last_position = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		ap->applied_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		ap->live_snapshot = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+		d = SPI_getbinval(tup, desc, 12, &isnull);
+		ap->live_snapshot_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		ap->failed = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+		ap->new_applied_lsn = ap->applied_lsn;
+		result = lappend(result, ap);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+static bool
+is_live(AsyncProjection *ap)
+{
+	return strcmp(ap->phase, "live") == 0 && !XLogRecPtrIsInvalid(ap->applied_lsn);
+}
+
+static bool
+is_active(AsyncProjection *ap)
+{
+	return !ap->p->paused && !ap->failed;
+}
+
+static KeptPlan save_live_plan = {
+	"UPDATE es.projections SET applied_lsn = $2,"
+	"       last_position = greatest(last_position, $3),"
+	"       last_applied_at = CASE WHEN $4 THEN now() ELSE last_applied_at END,"
+	"       live_snapshot = CASE WHEN $5 THEN NULL ELSE live_snapshot END,"
+	"       live_snapshot_lsn = CASE WHEN $5 THEN NULL ELSE live_snapshot_lsn END,"
+	"       failed_at = CASE WHEN $6 IS NULL THEN failed_at ELSE now() END,"
+	"       last_error = coalesce($6, last_error),"
+	"       last_error_position = coalesce($7, last_error_position)"
+	" WHERE name = $1", NULL
+};
+
+/* Store a projection's checkpoint (and its error, if it stopped) */
+static void
+save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot)
+{
+	Oid			types[7] = {TEXTOID, PG_LSNOID, INT8OID, BOOLOID, BOOLOID, TEXTOID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', 'n'};
+
+	values[0] = CStringGetTextDatum(ap->p->name);
+	values[1] = LSNGetDatum(ap->new_applied_lsn);
+	values[2] = Int64GetDatum(ap->last_position);
+	values[3] = BoolGetDatum(applied);
+	values[4] = BoolGetDatum(forget_snapshot);
+	if (ap->stopped)
+	{
+		values[5] = CStringGetTextDatum(ap->error_message);
+		values[6] = Int64GetDatum(ap->error_position);
+		nulls[5] = nulls[6] = ' ';
+	}
+	SPI_connect();
+	spi_run(&save_live_plan, 7, types, values, nulls, false);
+	SPI_finish();
+}
+
+static KeptPlan save_catchup_plan = {
+	"UPDATE es.projections SET caught_up_to = $2,"
+	"       last_position = greatest(last_position, $2),"
+	"       last_applied_at = now(),"
+	"       phase = CASE WHEN $3 THEN 'live' ELSE phase END,"
+	"       applied_lsn = CASE WHEN $3 THEN $4 ELSE applied_lsn END,"
+	"       live_snapshot = CASE WHEN $3 THEN $5 ELSE live_snapshot END,"
+	"       live_snapshot_lsn = CASE WHEN $3 THEN $6 ELSE live_snapshot_lsn END,"
+	"       failed_at = CASE WHEN $7 IS NULL THEN failed_at ELSE now() END,"
+	"       last_error = coalesce($7, last_error),"
+	"       last_error_position = coalesce($8, last_error_position)"
+	" WHERE name = $1", NULL
+};
+
+static void
+save_catchup(AsyncProjection *ap, int64 caught_up_to, bool go_live,
+			 XLogRecPtr l0, Datum snap, XLogRecPtr snap_lsn)
+{
+	Oid			types[8] = {TEXTOID, INT8OID, BOOLOID, PG_LSNOID, PG_SNAPSHOTOID,
+	PG_LSNOID, TEXTOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', 'n', 'n', 'n', 'n', 'n'};
+
+	values[0] = CStringGetTextDatum(ap->p->name);
+	values[1] = Int64GetDatum(caught_up_to);
+	values[2] = BoolGetDatum(go_live);
+	if (go_live)
+	{
+		values[3] = LSNGetDatum(l0);
+		values[4] = snap;
+		values[5] = LSNGetDatum(snap_lsn);
+		nulls[3] = nulls[4] = nulls[5] = ' ';
+	}
+	if (ap->stopped)
+	{
+		values[6] = CStringGetTextDatum(ap->error_message);
+		values[7] = Int64GetDatum(ap->error_position);
+		nulls[6] = nulls[7] = ' ';
+	}
+	SPI_connect();
+	spi_run(&save_catchup_plan, 8, types, values, nulls, false);
+	SPI_finish();
+}
+
+/* Is es installed here, at a version with async projections? */
+static bool
+extension_ready(void)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (!OidIsValid(get_extension_oid("es", true)))
+		return false;
+	nsp = get_namespace_oid("es", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("projection_errors", nsp)))
+		return false;
+	/* wait out a DROP EXTENSION in progress, then look again */
+	relid = get_relname_relid("projections", nsp);
+	if (!OidIsValid(relid))
+		return false;
+	LockRelationOid(relid, AccessShareLock);
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
+}
+
+static bool
+name_in(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+/* Paused or failed live projections hold WAL back: say so, now and then */
+static void
+log_holding(List *aps)
+{
+	List	   *holding = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		again = TimestampDifferenceExceeds(holding_logged_at, now,
+												   HOLD_LOG_INTERVAL_MS);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	foreach(lc, aps)
+	{
+		AsyncProjection *ap = lfirst(lc);
+
+		if (!is_live(ap) || is_active(ap))
+			continue;
+		holding = lappend(holding, pstrdup(ap->p->name));
+		if (again || !name_in(holding_logged, ap->p->name))
+			ereport(WARNING,
+					(errmsg("es projector: %s projection \"%s\" holds back %llu bytes of WAL",
+							ap->p->paused ? "paused" : "failed", ap->p->name,
+							(unsigned long long) (GetXLogInsertRecPtr() - ap->applied_lsn)),
+					 errhint("Resume it with es.resume_projection('%s') or drop it.", ap->p->name)));
+	}
+	if (again)
+		holding_logged_at = now;
+	list_free_deep(holding_logged);
+	holding_logged = holding;
+	MemoryContextSwitchTo(old);
+}
+
+typedef enum BatchResult
+{
+	BATCH_DONE,
+	BATCH_REWIND,				/* decode again from the slot */
+	BATCH_NOTHING				/* no async projection left */
+} BatchResult;
+
+/*
+ * Apply the decoded batch (possibly empty) to the live projections in one
+ * transaction, then confirm the slot.  *catching gets the names of the
+ * projections that still read the table.
+ */
+static BatchResult
+run_batch(XLogRecPtr decode_end, List **catching)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "es projector batch",
+													ALLOCSET_DEFAULT_SIZES);
+	List	   *aps;
+	ListCell   *lc;
+	XLogRecPtr	confirm = decode_end;
+	XLogRecPtr	target;
+	bool		rewind = false;
+	bool		any = false;
+	List	   *active = NIL;
+
+	StartTransactionCommand();
+	MemoryContextSwitchTo(batch_cxt);
+
+	/* the decoded transactions must be visible to the snapshot below */
+	foreach(lc, decoded)
+	{
+		DecodedXact *x = lfirst(lc);
+
+		if (TransactionIdIsInProgress(x->xid))
+			XactLockTableWait(x->xid, NULL, NULL, XLTW_None);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (!extension_ready())
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextDelete(batch_cxt);
+		return BATCH_NOTHING;
+	}
+	aps = load_projections(NULL);
+	(void) projection_event_desc_get(true);
+
+	SpinLockAcquire(&projector->mutex);
+	target = my_db->last_append_end;
+	SpinLockRelease(&projector->mutex);
+
+	foreach(lc, aps)
+	{
+		AsyncProjection *ap = lfirst(lc);
+
+		any = true;
+		if (!is_live(ap))
+			continue;
+		if (is_active(ap) && !name_in(active_before, ap->p->name) &&
+			ap->applied_lsn < processed_upto)
+		{
+			if (ap->applied_lsn < MyReplicationSlot->data.confirmed_flush)
+			{
+				/* cannot happen unless the slot was moved by hand */
+				ap->stopped = true;
+				ap->error_position = ap->last_position;
+				ap->error_message = pstrdup("the replication slot was advanced past this projection's checkpoint; rebuild it");
+				save_checkpoint(ap, false, false);
+				ereport(WARNING,
+						(errmsg("es projector: projection \"%s\" missed WAL that the slot no longer has",
+								ap->p->name),
+						 errhint("Rebuild it with es.rebuild_projection('%s').", ap->p->name)));
+				continue;
+			}
+			rewind = true;
+		}
+	}
+
+	if (!rewind)
+	{
+		Snapshot	snap = GetActiveSnapshot();
+
+		foreach(lc, aps)
+		{
+			AsyncProjection *ap = lfirst(lc);
+			bool		forget;
+
+			if (!is_live(ap) || !is_active(ap))
+				continue;
+			apply_live(ap, decode_end, snap);
+			active = lappend(active, ap->p->name);
+			forget = ap->live_snapshot != (Datum) 0 &&
+				ap->new_applied_lsn >= ap->live_snapshot_lsn;
+			if (ap->changed || ap->stopped || forget ||
+				ap->new_applied_lsn - ap->applied_lsn > RAISE_EVERY_BYTES ||
+				(ap->applied_lsn < target && ap->new_applied_lsn > ap->applied_lsn))
+				save_checkpoint(ap, ap->changed, forget);
+			else
+				ap->new_applied_lsn = ap->applied_lsn;	/* not stored */
+		}
+		foreach(lc, aps)
+		{
+			AsyncProjection *ap = lfirst(lc);
+
+			if (is_live(ap) && ap->new_applied_lsn < confirm)
+				confirm = ap->new_applied_lsn;
+		}
+		log_holding(aps);
+	}
+
+	/* what still reads the table, for the caller */
+	*catching = NIL;
+	foreach(lc, aps)
+	{
+		AsyncProjection *ap = lfirst(lc);
+
+		if (!is_live(ap) && is_active(ap))
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			*catching = lappend(*catching, pstrdup(ap->p->name));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		List	   *names = NIL;
+
+		foreach(lc, active)
+			names = lappend(names, pstrdup(lfirst(lc)));
+		list_free_deep(active_before);
+		active_before = rewind ? NIL : names;
+		MemoryContextSwitchTo(old);
+	}
+
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(batch_cxt);
+
+	if (!any)
+		return BATCH_NOTHING;
+	if (rewind)
+		return BATCH_REWIND;
+	if (!XLogRecPtrIsInvalid(confirm))
+		LogicalConfirmReceivedLocation(confirm);
+	return BATCH_DONE;
+}
+
+/*
+ * On an error while reading the table: "stop" keeps what precedes the
+ * failing event and halts there; "park" applies the events one by one and
+ * parks those that fail.  Returns the last position that counts as done.
+ */
+static int64
+catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
+				Snapshot snap, ApplyUnit *failed)
+{
+	if (!ap->park)
+	{
+		int64		at = projection_current_position;
+		ApplyUnit	u = {.p = ap->p, .snap = snap, .from = from, .before = at};
+
+		if (at > from && !apply_unit(&u))
+			at = projection_current_position;	/* an earlier one now fails */
+		else
+			u.last = at > from ? u.last : from;
+		ap->stopped = true;
+		ap->error_position = at;
+		ap->error_message = psprintf("%s: %s", failed->sqlstate, failed->message);
+		stop_projection(ap, at, failed);
+		return at > from && u.last < at ? u.last : from;
+	}
+	else
+	{
+		int			n;
+		int			i;
+		int64	   *positions = collect_positions(from, before, limit, snap, &n);
+		int64		last = from;
+
+		for (i = 0; i < n; i++)
+		{
+			ApplyUnit	one = {.p = ap->p, .snap = snap, .positions = &positions[i], .n = 1};
+
+			if (!apply_unit(&one))
+				park_event(ap, positions[i], &one);
+			last = positions[i];
+		}
+		return last;
+	}
+}
+
+static KeptPlan current_snapshot_plan = {
+	"SELECT pg_catalog.pg_current_snapshot(), pg_catalog.pg_current_wal_insert_lsn()", NULL
+};
+
+/*
+ * One step of a projection that reads the table: a batch below the
+ * horizon, or, near the head, the switch to the decoded stream (see the
+ * top of the file).  Returns true when it has more to read.
+ */
+static bool
+catchup_step(const char *name)
+{
+	MemoryContext step_cxt = AllocSetContextCreate(TopMemoryContext, "es projector catch-up",
+												   ALLOCSET_DEFAULT_SIZES);
+	List	   *aps;
+	AsyncProjection *ap;
+	Snapshot	snap;
+	int64		low;
+	int64		last;
+	bool		more = false;
+	ApplyUnit	u;
+
+	/* a batch below the horizon */
+	StartTransactionCommand();
+	MemoryContextSwitchTo(step_cxt);
+	snap = horizon_snapshot(&low);
+	PushActiveSnapshot(snap);
+	aps = load_projections(name);
+	ap = aps != NIL ? linitial(aps) : NULL;
+	if (ap == NULL || is_live(ap) || !is_active(ap))
+	{
+		PopActiveSnapshot();
+		UnregisterSnapshot(snap);
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextDelete(step_cxt);
+		return false;
+	}
+	(void) projection_event_desc_get(true);
+	memset(&u, 0, sizeof(u));
+	u.p = ap->p;
+	u.snap = snap;
+	u.from = ap->caught_up_to;
+	u.before = low;
+	u.limit = CATCHUP_BATCH;
+	projection_replay_count = 0;
+	if (apply_unit(&u))
+	{
+		last = u.last;
+		more = projection_replay_count >= CATCHUP_BATCH;
+	}
+	else
+		last = catchup_recover(ap, u.from, low, CATCHUP_BATCH, snap, &u);
+	if (last != ap->caught_up_to || ap->stopped)
+		save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(TopMemoryContext);
+
+	if (more || ap->stopped)
+	{
+		MemoryContextDelete(step_cxt);
+		return more;
+	}
+
+	/* the switch: S before anything else in the transaction */
+	MemoryContextReset(step_cxt);
+	StartTransactionCommand();
+	MemoryContextSwitchTo(step_cxt);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		Datum		s;
+		XLogRecPtr	s_lsn;
+		bool		isnull;
+
+		SPI_connect();
+		spi_run(&current_snapshot_plan, 0, NULL, NULL, NULL, true);
+		s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		s_lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		{
+			MemoryContext old = MemoryContextSwitchTo(step_cxt);
+
+			s = datumCopy(s, false, -1);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+
+		aps = load_projections(name);
+		ap = aps != NIL ? linitial(aps) : NULL;
+		if (ap != NULL && !is_live(ap) && is_active(ap))
+		{
+			(void) projection_event_desc_get(true);
+			memset(&u, 0, sizeof(u));
+			u.p = ap->p;
+			u.snap = GetActiveSnapshot();
+			u.from = ap->caught_up_to;
+			if (apply_unit(&u))
+				save_catchup(ap, u.last, true, processed_upto, s, s_lsn);
+			else
+			{
+				last = catchup_recover(ap, u.from, 0, 0, u.snap, &u);
+				if (ap->stopped)
+					save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
+				else
+					save_catchup(ap, last, true, processed_upto, s, s_lsn);
+			}
+		}
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(step_cxt);
+	return false;
+}
+
+/* ------------------------------------------------------------------------
+ * The projector's main loop
+ * ------------------------------------------------------------------------
+ */
+
+static void
+projector_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&projector->mutex);
+	if (my_db != NULL && my_db->pid == MyProcPid)
+	{
+		my_db->pid = 0;
+		my_db->latch = NULL;
+		if (code != 0 && !my_db->dropping)
+		{
+			/* the launcher retries a few seconds later */
+			my_db->start_requested = true;
+			my_db->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+		}
+	}
+	SpinLockRelease(&projector->mutex);
+}
+
+/* Leave when there is nothing to project, unless a wake came meanwhile */
+static bool
+projector_may_leave(void)
+{
+	bool		leave;
+
+	SpinLockAcquire(&projector->mutex);
+	leave = !my_db->start_requested;
+	my_db->start_requested = false;
+	if (leave)
+	{
+		my_db->pid = 0;
+		my_db->latch = NULL;
+	}
+	SpinLockRelease(&projector->mutex);
+	return leave;
+}
+
+static KeptPlan lost_slot_plan = {
+	"SELECT es.rebuild_projection(p.name) FROM es.projections p"
+	" WHERE p.mode = 'async' AND p.applied_lsn IS NOT NULL ORDER BY p.name", NULL
+};
+
+/*
+ * The slot: acquire it, or create it.  Live projections without a slot
+ * (a restored dump, a slot dropped by hand) cannot know what they missed:
+ * they are rebuilt.  Returns false when there is nothing to project.
+ */
+static bool
+projector_attach(void)
+{
+	bool		any;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	any = extension_ready() && load_projections(NULL) != NIL;
+	if (any && SearchNamedReplicationSlot(slot_name, true) == NULL)
+	{
+		SPI_connect();
+		spi_run(&lost_slot_plan, 0, NULL, NULL, NULL, false);
+		if (SPI_processed > 0)
+			ereport(WARNING,
+					(errmsg("es projector: the replication slot \"%s\" is missing; rebuilding %llu async projection(s)",
+							slot_name, (unsigned long long) SPI_processed)));
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (!any)
+		return false;
+
+	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
+	{
+		/* the publication first: pgoutput looks it up as of each commit */
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		if (SPI_execute("SELECT FROM pg_catalog.pg_publication WHERE pubname = 'es_events'",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "es projector: could not read pg_publication");
+		if (SPI_processed == 0 &&
+			SPI_execute("CREATE PUBLICATION es_events FOR TABLE es.events (global_position)"
+						" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not create the publication es_events");
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
+								 quote_literal_cstr(slot_name)), false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
+	}
+	ReplicationSlotAcquire(slot_name, true);
+	decoding_start();
+	return true;
+}
+
+/* Nothing to project: give the slot back and drop it, and the publication */
+static void
+projector_detach(void)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	/* ours: it publishes es.events or, after DROP EXTENSION, nothing */
+	if (SPI_execute("SELECT FROM pg_catalog.pg_publication p WHERE p.pubname = 'es_events'"
+					" AND NOT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+					"  WHERE r.prpubid = p.oid AND r.prrelid IS DISTINCT FROM pg_catalog.to_regclass('es.events'))",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "es projector: could not read pg_publication");
+	if (SPI_processed > 0 &&
+		SPI_execute("DROP PUBLICATION es_events", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "es projector: could not drop the publication es_events");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	decoding_stop();
+	if (MyReplicationSlot != NULL)
+	{
+		ReplicationSlotRelease();
+		ReplicationSlotDrop(slot_name, true);
+		ereport(LOG, (errmsg("es projector: no async projection left; dropped replication slot \"%s\"",
+							 slot_name)));
+	}
+	else if (SearchNamedReplicationSlot(slot_name, true) != NULL)
+		ReplicationSlotDrop(slot_name, true);
+}
+
+void
+es_projector_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&projector->mutex);
+	my_db = projector_db(dboid, true);
+	if (my_db == NULL || my_db->dropping || (my_db->pid != 0 && my_db->pid != MyProcPid))
+	{
+		my_db = NULL;
+		SpinLockRelease(&projector->mutex);
+		proc_exit(0);
+	}
+	my_db->pid = MyProcPid;
+	my_db->latch = MyLatch;
+	my_db->start_requested = false;
+	/* what committed before we run counts as appended */
+	my_db->last_append_end = Max(my_db->last_append_end, GetXLogInsertRecPtr());
+	SpinLockRelease(&projector->mutex);
+	before_shmem_exit(projector_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("es projector");
+	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
+	decode_cxt = AllocSetContextCreate(TopMemoryContext, "es decoded",
+									   ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		XLogRecPtr	decode_end;
+		List	   *catching = NIL;
+		BatchResult r;
+		bool		busy = false;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		ResetLatch(MyLatch);
+
+		if (decoding == NULL && !projector_attach())
+		{
+			projector_detach();
+			if (projector_may_leave())
+				proc_exit(0);
+			continue;
+		}
+
+		decode_end = decoding_read();
+		pgstat_report_activity(STATE_RUNNING, "applying");
+		r = run_batch(decode_end, &catching);
+		decoded = NIL;
+		decoded_events = 0;
+		current = NULL;
+		MemoryContextReset(decode_cxt);
+		if (r == BATCH_NOTHING)
+		{
+			projector_detach();
+			if (projector_may_leave())
+				proc_exit(0);
+			continue;
+		}
+		if (r == BATCH_REWIND)
+		{
+			decoding_stop();
+			decoding_start();
+			continue;
+		}
+		processed_upto = decode_end;
+
+		foreach(lc, catching)
+			busy |= catchup_step(lfirst(lc));
+		list_free_deep(catching);
+
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (!busy && decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+	}
+}
+
+PG_FUNCTION_INFO_V1(es_projection_apply_one);
+
+/*
+ * es._projection_apply_one(name, position): hand one event to a
+ * projection's handler in this transaction (es.retry_projection_errors).
+ */
+Datum
+es_projection_apply_one(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		position = PG_GETARG_INT64(1);
+	List	   *l = projection_load(NULL, name, CurrentMemoryContext);
+	Snapshot	snap;
+	int64	   *positions;
+	int			n;
+
+	if (l == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" does not exist", name)));
+	(void) projection_event_desc_get(true);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	positions = collect_positions(position - 1, position + 1, 1, snap, &n);
+	if (n == 1)
+		apply_positions(linitial(l), positions, 1, snap);
+	UnregisterSnapshot(snap);
+	PG_RETURN_BOOL(n == 1);
+}
