@@ -386,9 +386,6 @@ SELECT p.name,
        LATERAL (
            SELECT l.last_position,
                   CASE WHEN p.mode = 'inline' AND NOT p.paused THEN 0
-                       WHEN p.mode = 'async' AND NOT p.paused AND p.failed_at IS NULL
-                            AND p.phase = 'live' AND p.applied_lsn >= es._projector_target_lsn()
-                           THEN 0
                        ELSE (SELECT count(*) FROM es.events e
                               WHERE e.global_position > l.last_position) END AS lag_events
              FROM (SELECT CASE WHEN p.mode = 'inline' AND p.paused THEN p.paused_at_position

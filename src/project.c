@@ -202,8 +202,14 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 		elog(ERROR, "es: could not read es.projections: %s", SPI_result_code_string(rc));
 
 	for (i = 0; i < SPI_processed; i++)
-		result = lappend(result, projection_from_row(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, cxt));
+	{
+		Projection *p = projection_from_row(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, cxt);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		result = lappend(result, p);
+		MemoryContextSwitchTo(old);
+	}
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
@@ -344,12 +350,12 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 		MemoryContext old = MemoryContextSwitchTo(per_event);
 		bool		should_free;
 		HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
-		HeapTuple	event = projection_event_from_row(row, RelationGetDescr(rel));
 		bool		isnull;
 
 		last = DatumGetInt64(heap_getattr(row, Anum_events_global_position,
 										  RelationGetDescr(rel), &isnull));
-		projection_apply(p, event);
+		projection_current_position = last;
+		projection_apply(p, projection_event_from_row(row, RelationGetDescr(rel)));
 		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_event);

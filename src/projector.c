@@ -420,9 +420,21 @@ launcher_start_worker(Oid dboid)
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ProjectorDb *db;
+
 		ereport(WARNING,
-				(errmsg("es: could not start the projector of database %u", dboid),
+				(errmsg("es: could not start the projector of database %u; retrying in 5 seconds", dboid),
 				 errhint("Raise max_worker_processes.")));
+		SpinLockAcquire(&projector->mutex);
+		db = projector_db(dboid, true);
+		if (db != NULL)
+		{
+			db->start_requested = true;
+			db->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+		}
+		SpinLockRelease(&projector->mutex);
+	}
 }
 
 /*
@@ -686,6 +698,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
 					Int64GetDatum(positions[i]));
+		projection_current_position = positions[i];
 		index_rescan(scan, &key, 1, NULL, 0);
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
@@ -764,6 +777,7 @@ typedef struct ApplyUnit
 	/* the error, when it failed */
 	char	   *sqlstate;
 	char	   *message;
+	char	   *context;
 } ApplyUnit;
 
 static bool
@@ -796,9 +810,8 @@ apply_unit(ApplyUnit *u)
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 		u->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-		u->message = edata->context
-			? psprintf("%s (%s)", edata->message, edata->context)
-			: pstrdup(edata->message);
+		u->message = pstrdup(edata->message);
+		u->context = edata->context ? pstrdup(edata->context) : NULL;
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -831,7 +844,8 @@ park_event(AsyncProjection *ap, int64 position, ApplyUnit *u)
 	SPI_finish();
 	ereport(LOG,
 			(errmsg("es projector: projection \"%s\" parked the event at position " INT64_FORMAT ": %s",
-					ap->p->name, position, u->message)));
+					ap->p->name, position, u->message),
+			 u->context ? errcontext_msg("%s", u->context) : 0));
 }
 
 static void
@@ -843,8 +857,9 @@ stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u)
 	ereport(WARNING,
 			(errmsg("es projector: projection \"%s\" stopped at the event at position " INT64_FORMAT,
 					ap->p->name, position),
-			 errdetail("%s", u->message),
-			 errhint("Fix the handler, then call es.resume_projection('%s').", ap->p->name)));
+			 errdetail("%s: %s", u->sqlstate, u->message),
+			 errhint("Fix the handler, then call es.resume_projection('%s').", ap->p->name),
+			 u->context ? errcontext_msg("%s", u->context) : 0));
 }
 
 /*
@@ -1346,17 +1361,22 @@ catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
 	if (!ap->park)
 	{
 		int64		at = projection_current_position;
+		int64		done = from;
 		ApplyUnit	u = {.p = ap->p, .snap = snap, .from = from, .before = at};
 
-		if (at > from && !apply_unit(&u))
-			at = projection_current_position;	/* an earlier one now fails */
-		else
-			u.last = at > from ? u.last : from;
-		ap->stopped = true;
-		ap->error_position = at;
-		ap->error_message = psprintf("%s: %s", failed->sqlstate, failed->message);
+		/* keep what precedes the failing event */
+		if (at > from)
+		{
+			if (apply_unit(&u))
+				done = u.last;
+			else
+			{
+				at = projection_current_position;	/* an earlier one failed */
+				failed = &u;
+			}
+		}
 		stop_projection(ap, at, failed);
-		return at > from && u.last < at ? u.last : from;
+		return done;
 	}
 	else
 	{

@@ -123,8 +123,6 @@ SELECT s AS statement, pj_try(s) AS outcome FROM (VALUES
   ($$SELECT es.create_projection('pj_x', 'pj.a_procedure(es.event)', mode => 'inline')$$),
   ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => 'sync')$$),
   ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => NULL)$$),
-  ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => 'async')$$),
-  ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)')$$),
   ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => 'inline', on_error => 'park')$$),
   ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => 'inline', on_error => 'retry')$$),
   ($$SELECT es.create_projection('pj_x', 'pj.balance_handler(es.event)', mode => 'inline', on_error => NULL)$$),
@@ -468,9 +466,29 @@ SELECT es.append_json('pju-2', '[{"type": "PjOpened", "data": {}}]');
 SELECT c.stream_id, c.n, es.stream_version(c.stream_id) AS stream_version
   FROM pju_counts c ORDER BY stream_id;
 SELECT name, mode, status FROM es.projection_status;
+-- 0.2.0 -> 0.3.0: the inline projection goes on; async ones become possible
+ALTER EXTENSION es UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es';
+SELECT es.append_event('pju-2', 'PjDeposited', '{"amount": 2}');
+SELECT c.stream_id, c.n, es.stream_version(c.stream_id) AS stream_version
+  FROM pju_counts c ORDER BY stream_id;
+CREATE TABLE pju_async (stream_id text PRIMARY KEY, n int NOT NULL);
+CREATE FUNCTION pju_async_count(e es.event) RETURNS void LANGUAGE sql
+BEGIN ATOMIC
+    INSERT INTO public.pju_async VALUES (e.stream_id, 1)
+        ON CONFLICT (stream_id) DO UPDATE SET n = pju_async.n + 1;
+END;
+SELECT es.create_projection('pju_async', 'public.pju_async_count(es.event)',
+                            tables => ARRAY['pju_async'::regclass]);
+SELECT es.wait_for_projection('pju_async', timeout => '30 seconds');
+SELECT * FROM pju_async ORDER BY stream_id;
+SELECT name, mode, status, last_position, lag_events FROM es.projection_status ORDER BY name;
+SELECT es.drop_projection('pju_async');
 SELECT es.drop_projection('pju');
 DROP FUNCTION pju_count(es.event);
 DROP TABLE pju_counts;
+DROP FUNCTION pju_async_count(es.event);
+DROP TABLE pju_async;
 \c :pj_home
 DROP DATABASE pj_upgrade_regress;
 DROP FUNCTION pj_try(text);
