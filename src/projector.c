@@ -187,9 +187,12 @@ ProjectorShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* The entry of a database, created if asked; under the mutex */
+/*
+ * The entry of a database, created if asked (init_lsn: the WAL insert
+ * position read before taking the mutex); under the mutex.
+ */
 static ProjectorDb *
-projector_db(Oid dboid, bool create)
+projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 {
 	ProjectorDb *free_entry = NULL;
 	int			i;
@@ -214,8 +217,8 @@ projector_db(Oid dboid, bool create)
 	}
 	memset(free_entry, 0, sizeof(ProjectorDb));
 	free_entry->dboid = dboid;
-	/* no append is known: anything before now may be unprojected */
-	free_entry->last_append_end = GetXLogInsertRecPtr();
+	/* no append is known: anything before init_lsn may be unprojected */
+	free_entry->last_append_end = init_lsn;
 	return free_entry;
 }
 
@@ -234,14 +237,29 @@ projector_xact_callback(XactEvent event, void *arg)
 		return;
 	if (event == XACT_EVENT_COMMIT && projector != NULL)
 	{
+		/* commits that ended earlier are before ours in the WAL */
+		XLogRecPtr	now_lsn = XLogRecPtrIsInvalid(XactLastCommitEnd)
+			? GetXLogInsertRecPtr() : XactLastCommitEnd;
+		bool		start = wake_at_commit;
+
 		SpinLockAcquire(&projector->mutex);
-		db = projector_db(MyDatabaseId, wake_at_commit);
+		db = projector_db(MyDatabaseId, false, InvalidXLogRecPtr);
+		if (db == NULL)
+		{
+			/*
+			 * The first append here since the server started (the launcher
+			 * looked at the databases that existed then): let a projector
+			 * check whether there is anything to project (a restored dump).
+			 */
+			db = projector_db(MyDatabaseId, true, now_lsn);
+			start = true;
+		}
 		if (db != NULL)
 		{
 			if (appended_in_xact && XactLastCommitEnd > db->last_append_end)
 				db->last_append_end = XactLastCommitEnd;
 			latch = db->latch;
-			if (wake_at_commit)
+			if (start)
 			{
 				/* a projector about to leave sees this and stays */
 				db->start_requested = true;
@@ -292,7 +310,7 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 			ProjectorDb *db;
 
 			SpinLockAcquire(&projector->mutex);
-			db = projector_db(dboid, false);
+			db = projector_db(dboid, false, InvalidXLogRecPtr);
 			if (db != NULL)
 			{
 				db->dropping = true;
@@ -388,13 +406,27 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 {
 	XLogRecPtr	lsn;
 	ProjectorDb *db;
+	Latch	   *launcher = NULL;
+	XLogRecPtr	now_lsn = GetXLogInsertRecPtr();
 
 	if (projector == NULL)
-		PG_RETURN_LSN(GetXLogInsertRecPtr());
+		PG_RETURN_LSN(now_lsn);
 	SpinLockAcquire(&projector->mutex);
-	db = projector_db(MyDatabaseId, true);
-	lsn = db != NULL ? db->last_append_end : GetXLogInsertRecPtr();
+	db = projector_db(MyDatabaseId, false, InvalidXLogRecPtr);
+	if (db == NULL)
+	{
+		/* not seen since the server started: have a projector look */
+		db = projector_db(MyDatabaseId, true, now_lsn);
+		if (db != NULL)
+		{
+			db->start_requested = true;
+			launcher = projector->launcher_latch;
+		}
+	}
+	lsn = db != NULL ? db->last_append_end : now_lsn;
 	SpinLockRelease(&projector->mutex);
+	if (launcher)
+		SetLatch(launcher);
 	PG_RETURN_LSN(lsn);
 }
 
@@ -423,15 +455,18 @@ launcher_start_worker(Oid dboid)
 	{
 		ProjectorDb *db;
 
+		XLogRecPtr	now_lsn = GetXLogInsertRecPtr();
+		TimestampTz later = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
 		ereport(WARNING,
 				(errmsg("es: could not start the projector of database %u; retrying in 5 seconds", dboid),
 				 errhint("Raise max_worker_processes.")));
 		SpinLockAcquire(&projector->mutex);
-		db = projector_db(dboid, true);
+		db = projector_db(dboid, true, now_lsn);
 		if (db != NULL)
 		{
 			db->start_requested = true;
-			db->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+			db->restart_at = later;
 		}
 		SpinLockRelease(&projector->mutex);
 	}
@@ -1521,6 +1556,8 @@ catchup_step(const char *name)
 static void
 projector_exit(int code, Datum arg)
 {
+	TimestampTz later = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
 	SpinLockAcquire(&projector->mutex);
 	if (my_db != NULL && my_db->pid == MyProcPid)
 	{
@@ -1530,7 +1567,7 @@ projector_exit(int code, Datum arg)
 		{
 			/* the launcher retries a few seconds later */
 			my_db->start_requested = true;
-			my_db->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+			my_db->restart_at = later;
 		}
 	}
 	SpinLockRelease(&projector->mutex);
@@ -1656,13 +1693,15 @@ void
 es_projector_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	XLogRecPtr	start_lsn;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
+	start_lsn = GetXLogInsertRecPtr();
 	SpinLockAcquire(&projector->mutex);
-	my_db = projector_db(dboid, true);
+	my_db = projector_db(dboid, true, start_lsn);
 	if (my_db == NULL || my_db->dropping || (my_db->pid != 0 && my_db->pid != MyProcPid))
 	{
 		my_db = NULL;
@@ -1673,7 +1712,7 @@ es_projector_main(Datum arg)
 	my_db->latch = MyLatch;
 	my_db->start_requested = false;
 	/* what committed before we run counts as appended */
-	my_db->last_append_end = Max(my_db->last_append_end, GetXLogInsertRecPtr());
+	my_db->last_append_end = Max(my_db->last_append_end, start_lsn);
 	SpinLockRelease(&projector->mutex);
 	before_shmem_exit(projector_exit, (Datum) 0);
 
