@@ -156,6 +156,11 @@ static List *active_before = NIL;	/* names active in the last batch */
 static List *holding_logged = NIL;	/* names said to hold WAL */
 static TimestampTz holding_logged_at = 0;
 static char slot_name[NAMEDATALEN];
+static bool woken = true;		/* the latch was set: look at the catalog */
+static bool catching_pending = false;	/* a catch-up has more to read */
+static bool holding_any = false;	/* a paused or failed projection holds WAL */
+static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
+static TimestampTz last_batch_at = 0;
 static ProjectorDb *my_db = NULL;
 
 PGDLLEXPORT void es_launcher_main(Datum arg);
@@ -1229,6 +1234,7 @@ log_holding(List *aps)
 	}
 	if (again)
 		holding_logged_at = now;
+	holding_any = holding != NIL;
 	list_free_deep(holding_logged);
 	holding_logged = holding;
 	MemoryContextSwitchTo(old);
@@ -1325,7 +1331,8 @@ run_batch(XLogRecPtr decode_end, List **catching)
 			if (!is_live(ap) || !is_active(ap))
 				continue;
 			apply_live(ap, decode_end, snap);
-			active = lappend(active, ap->p->name);
+			if (!ap->stopped)
+				active = lappend(active, ap->p->name);
 			forget = ap->live_snapshot != (Datum) 0 &&
 				ap->new_applied_lsn >= ap->live_snapshot_lsn;
 			if (ap->changed || ap->stopped || forget ||
@@ -1729,6 +1736,7 @@ es_projector_main(Datum arg)
 		BatchResult r;
 		bool		busy = false;
 		ListCell   *lc;
+		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1736,6 +1744,9 @@ es_projector_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* set while we were busy: a wake-up all the same */
+		if (MyLatch->is_set)
+			woken = true;
 		ResetLatch(MyLatch);
 
 		if (decoding == NULL && !projector_attach())
@@ -1747,35 +1758,61 @@ es_projector_main(Datum arg)
 		}
 
 		decode_end = decoding_read();
-		pgstat_report_activity(STATE_RUNNING, "applying");
-		r = run_batch(decode_end, &catching);
-		decoded = NIL;
-		decoded_events = 0;
-		current = NULL;
-		MemoryContextReset(decode_cxt);
-		if (r == BATCH_NOTHING)
+		now = GetCurrentTimestamp();
+
+		/*
+		 * A batch locks the projections' rows, which takes a transaction id
+		 * and writes WAL: only when there is something to do.  A wake-up
+		 * (an append's commit, a change by an administrator), decoded
+		 * events, a catch-up in progress, or much WAL without events (to
+		 * let the slot go), or a paused projection to report now and then.
+		 */
+		if (decoded != NIL || woken || catching_pending ||
+			decode_end - last_batch_end > RAISE_EVERY_BYTES ||
+			(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
 		{
-			projector_detach();
-			if (projector_may_leave())
-				proc_exit(0);
-			continue;
-		}
-		if (r == BATCH_REWIND)
-		{
-			decoding_stop();
-			decoding_start();
-			continue;
+			pgstat_report_activity(STATE_RUNNING, "applying");
+			r = run_batch(decode_end, &catching);
+			decoded = NIL;
+			decoded_events = 0;
+			current = NULL;
+			MemoryContextReset(decode_cxt);
+			if (r == BATCH_NOTHING)
+			{
+				projector_detach();
+				if (projector_may_leave())
+					proc_exit(0);
+				woken = true;
+				continue;
+			}
+			if (r == BATCH_REWIND)
+			{
+				decoding_stop();
+				decoding_start();
+				woken = true;
+				continue;
+			}
+			last_batch_end = decode_end;
+			last_batch_at = now;
+			processed_upto = decode_end;
+
+			foreach(lc, catching)
+				busy |= catchup_step(lfirst(lc));
+			list_free_deep(catching);
+			catching_pending = busy;
+			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		processed_upto = decode_end;
 
-		foreach(lc, catching)
-			busy |= catchup_step(lfirst(lc));
-		list_free_deep(catching);
-
-		pgstat_report_activity(STATE_IDLE, NULL);
+		woken = false;
 		if (!busy && decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000L, PG_WAIT_EXTENSION);
+		{
+			int			rc = WaitLatch(MyLatch,
+									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   1000L, PG_WAIT_EXTENSION);
+
+			woken = (rc & WL_LATCH_SET) != 0;
+		}
 	}
 }
 
