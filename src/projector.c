@@ -1725,6 +1725,11 @@ es_projector_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("es projector");
+	/* whatever the database's defaults: the snapshots above need these */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
 	decode_cxt = AllocSetContextCreate(TopMemoryContext, "es decoded",
 									   ALLOCSET_DEFAULT_SIZES);
