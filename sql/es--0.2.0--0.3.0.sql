@@ -68,22 +68,22 @@ SELECT pg_catalog.pg_extension_config_dump('es.projection_errors', '');
 CREATE FUNCTION es._projector_check() RETURNS void
 AS 'MODULE_PATHNAME', 'es_projector_check' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION es._projector_check() IS
-    'Internal: fails (55000) unless the server can run async projections (es preloaded, wal_level = logical).';
+    'Internal: fails (55000) unless the server can run async projections (es preloaded, wal_level = logical, max_replication_slots > 0).';
 
 CREATE FUNCTION es._projector_wake() RETURNS void
 AS 'MODULE_PATHNAME', 'es_projector_wake' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION es._projector_wake() IS
     'Internal: starts or wakes this database''s projector when the transaction commits.';
 
-CREATE FUNCTION es._projector_target_lsn() RETURNS pg_lsn
+CREATE FUNCTION es._projector_target_lsn("position" bigint) RETURNS pg_lsn
 AS 'MODULE_PATHNAME', 'es_projector_target_lsn' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION es._projector_target_lsn() IS
-    'Internal: the WAL end of the latest append committed in this database (or a later point).';
+COMMENT ON FUNCTION es._projector_target_lsn(bigint) IS
+    'Internal: a WAL position at or after the commit of the event at position (NULL while it is not committed), or, for NULL, of every append committed in this database so far.';
 
 CREATE FUNCTION es._projection_apply_one(name text, "position" bigint) RETURNS boolean
 AS 'MODULE_PATHNAME', 'es_projection_apply_one' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION es._projection_apply_one(text, bigint) IS
-    'Internal: hands the (upcast) event at position to the projection''s handler; false when the event is gone or filtered out.';
+    'Internal: hands the (upcast) event at position to the projection''s handler (which its event_types may skip); false when there is no event at position.';
 
 -- ---------------------------------------------------------------------------
 -- Administration.  For async projections each function locks the
@@ -323,12 +323,16 @@ BEGIN
                   DETAIL = 'It must see other transactions'' commits while it waits.';
     END IF;
     p := es._projection_lookup(name);
-    IF p.mode = 'async' THEN
-        -- every append committed before this call (position's one included)
-        target := es._projector_target_lsn();
+    IF p.mode = 'async' AND "position" IS NULL THEN
+        -- every append committed before this call
+        target := es._projector_target_lsn(NULL);
     END IF;
     LOOP
         p := es._projection_lookup(name);
+        IF p.mode = 'async' AND target IS NULL THEN
+            -- the append of the event at position, once it has committed
+            target := es._projector_target_lsn("position");
+        END IF;
         IF p.mode = 'inline' THEN
             -- an inline projection has applied every committed event unless paused
             IF NOT p.paused AND ("position" IS NULL OR EXISTS
@@ -378,7 +382,7 @@ SELECT p.name,
        p.last_error,
        p.last_error_position,
        p.failed_at,
-       CASE WHEN p.mode = 'async' AND p.applied_lsn IS NOT NULL
+       CASE WHEN p.mode = 'async' AND p.applied_lsn IS NOT NULL AND NOT pg_is_in_recovery()
             THEN pg_wal_lsn_diff(pg_current_wal_lsn(), p.applied_lsn) END::bigint
            AS retained_wal_bytes,
        p.created_at
@@ -405,7 +409,7 @@ REVOKE ALL ON es.projection_errors, es.projection_status FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     es._projector_check(),
     es._projector_wake(),
-    es._projector_target_lsn(),
+    es._projector_target_lsn(bigint),
     es._projection_apply_one(text, bigint),
     es.retry_projection_errors(text)
 FROM PUBLIC;

@@ -304,10 +304,14 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
+	volatile Oid dropping_db = InvalidOid;
+
 	if (projector != NULL && IsA(parsetree, DropdbStmt))
 	{
 		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 		int			tries;
+
+		dropping_db = dboid;
 
 		for (tries = 0; OidIsValid(dboid) && tries < 1000; tries++)
 		{
@@ -335,12 +339,39 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 			 ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		wake_at_commit = true;
 
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context,
-							 params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		/* the database stays: so does its projector */
+		if (OidIsValid(dropping_db))
+		{
+			ProjectorDb *db;
+			Latch	   *launcher = NULL;
+
+			SpinLockAcquire(&projector->mutex);
+			db = projector_db(dropping_db, false, InvalidXLogRecPtr);
+			if (db != NULL && db->dropping)
+			{
+				db->dropping = false;
+				db->start_requested = true;
+				db->restart_at = 0;
+				launcher = projector->launcher_latch;
+			}
+			SpinLockRelease(&projector->mutex);
+			if (launcher)
+				SetLatch(launcher);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 void
@@ -403,8 +434,12 @@ es_projector_wake(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(es_projector_target_lsn);
 
 /*
- * es._projector_target_lsn(): a WAL position at or after the commit of
- * every append that committed before this call.
+ * es._projector_target_lsn(position): a WAL position at or after the commit
+ * of every append that committed before this call (position NULL), or of
+ * the append of the event at position; NULL while that event is not
+ * committed.  A committed event is visible a moment before its commit is
+ * recorded in shared memory (at the end of the commit), so wait for its
+ * transaction's lock, which is released after that.
  */
 Datum
 es_projector_target_lsn(PG_FUNCTION_ARGS)
@@ -412,8 +447,31 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 	XLogRecPtr	lsn;
 	ProjectorDb *db;
 	Latch	   *launcher = NULL;
-	XLogRecPtr	now_lsn = GetXLogInsertRecPtr();
+	XLogRecPtr	now_lsn;
 
+	if (!PG_ARGISNULL(0))
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {PG_GETARG_DATUM(0)};
+		TransactionId xid = InvalidTransactionId;
+		bool		isnull;
+
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT xmin FROM es.events WHERE global_position = $1",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "es: could not read es.events");
+		if (SPI_processed > 0)
+			xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+		/* not there yet, or our own append: not committed */
+		if (!TransactionIdIsValid(xid) || TransactionIdIsCurrentTransactionId(xid))
+			PG_RETURN_NULL();
+		if (TransactionIdIsNormal(xid))
+			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
+
+	now_lsn = GetXLogInsertRecPtr();
 	if (projector == NULL)
 		PG_RETURN_LSN(now_lsn);
 	SpinLockAcquire(&projector->mutex);
@@ -1599,31 +1657,55 @@ projector_may_leave(void)
 }
 
 static KeptPlan lost_slot_plan = {
-	"SELECT es.rebuild_projection(p.name) FROM es.projections p"
+	"SELECT es.rebuild_projection(p.name),"
+	"       CASE WHEN p.paused THEN es.pause_projection(p.name) END"
+	"  FROM es.projections p"
 	" WHERE p.mode = 'async' AND p.applied_lsn IS NOT NULL ORDER BY p.name", NULL
 };
 
+/* Does the publication exist, and does it publish es.events? */
+static void
+publication_state(bool *exists, bool *publishes)
+{
+	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+					"               WHERE r.prpubid = p.oid AND r.prrelid = 'es.events'::regclass)"
+					"  FROM pg_catalog.pg_publication p WHERE p.pubname = 'es_events'",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "es projector: could not read pg_publication");
+	*exists = SPI_processed > 0;
+	*publishes = false;
+	if (*exists)
+	{
+		bool		isnull;
+
+		*publishes = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	}
+}
+
 /*
- * The slot: acquire it, or create it.  Live projections without a slot
- * (a restored dump, a slot dropped by hand) cannot know what they missed:
- * they are rebuilt.  Returns false when there is nothing to project.
+ * The slot: acquire it, or create it (and the publication first:
+ * pgoutput looks it up as of each decoded commit).  Live projections
+ * without a slot (a restored dump, a slot dropped by hand) cannot know what
+ * they missed: they are rebuilt.  So are they when the publication lost
+ * es.events (pg_dump does not dump an extension table's membership):
+ * commits were decoded without their events.  Returns false when there is
+ * nothing to project.
  */
 static bool
 projector_attach(void)
 {
 	bool		any;
+	bool		pub_exists = false;
+	bool		pub_ok = false;
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	any = extension_ready() && load_projections(NULL) != NIL;
-	if (any && SearchNamedReplicationSlot(slot_name, true) == NULL)
+	if (any)
 	{
 		SPI_connect();
-		spi_run(&lost_slot_plan, 0, NULL, NULL, NULL, false);
-		if (SPI_processed > 0)
-			ereport(WARNING,
-					(errmsg("es projector: the replication slot \"%s\" is missing; rebuilding %llu async projection(s)",
-							slot_name, (unsigned long long) SPI_processed)));
+		publication_state(&pub_exists, &pub_ok);
 		SPI_finish();
 	}
 	PopActiveSnapshot();
@@ -1631,19 +1713,32 @@ projector_attach(void)
 	if (!any)
 		return false;
 
+	if (!pub_ok && SearchNamedReplicationSlot(slot_name, true) != NULL)
+	{
+		ereport(WARNING,
+				(errmsg("es projector: the publication es_events does not publish es.events; dropping the replication slot \"%s\"",
+						slot_name)));
+		ReplicationSlotDrop(slot_name, true);
+	}
+
 	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
 	{
-		/* the publication first: pgoutput looks it up as of each commit */
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_connect();
-		if (SPI_execute("SELECT FROM pg_catalog.pg_publication WHERE pubname = 'es_events'",
-						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "es projector: could not read pg_publication");
-		if (SPI_processed == 0 &&
+		spi_run(&lost_slot_plan, 0, NULL, NULL, NULL, false);
+		if (SPI_processed > 0)
+			ereport(WARNING,
+					(errmsg("es projector: no replication slot \"%s\" for live async projections; rebuilding %llu of them",
+							slot_name, (unsigned long long) SPI_processed)));
+		if (!pub_exists &&
 			SPI_execute("CREATE PUBLICATION es_events FOR TABLE es.events (global_position)"
 						" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "es projector: could not create the publication es_events");
+		if (pub_exists && !pub_ok &&
+			SPI_execute("ALTER PUBLICATION es_events ADD TABLE es.events (global_position)",
+						false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not add es.events to the publication es_events");
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
