@@ -5,14 +5,15 @@
 --
 --     psql -X -v ON_ERROR_STOP=1 -f doc/demo.sql
 --
--- The server needs shared_preload_libraries = 'es' (and, for the async
--- projections of later versions, wal_level = logical).
+-- The server needs shared_preload_libraries = 'es' and wal_level = logical
+-- (section 18's asynchronous projection decodes the WAL).
 --
 -- Sections 1-13 are the core (appends, optimistic concurrency, reads,
 -- idempotency, the append-only log); 14 evolves the deposits' schema with an
 -- upcaster, 15 folds balances with a reducer and snapshots, 16 shows the
--- stream lifecycle (retention, delete, tombstone, scavenge, es.streams), and
--- 17 keeps a table of balances current with an inline projection (es 0.2.0).
+-- stream lifecycle (retention, delete, tombstone, scavenge, es.streams), 17
+-- keeps a table of balances current with an inline projection (es 0.2.0),
+-- and 18 keeps per-account statistics with an asynchronous one (es 0.3.0).
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -414,15 +415,10 @@ AS $$
 $$;
 
 \echo
-\echo '-- mode defaults to ''async'', which 0.2.0 does not have yet (0A000):'
-\echo
-\set ON_ERROR_STOP 0
-SELECT es.create_projection('balances', 'public.project_balance(es.event)');
-\set ON_ERROR_STOP 1
-
-\echo
-\echo '-- Inline, then: registering it replays the stored history into the table'
-\echo '-- (only the account event types; tables => ... is what a rebuild truncates).'
+\echo '-- mode => ''inline'' runs the handler inside every appending transaction (the'
+\echo '-- default mode, ''async'', is section 18). Registering it replays the stored'
+\echo '-- history into the table (only the account event types; tables => ... is'
+\echo '-- what a rebuild truncates).'
 \echo
 SELECT es.create_projection('balances', 'public.project_balance(es.event)',
                             event_types => ARRAY['AccountOpened', 'MoneyDeposited', 'MoneyWithdrawn'],
@@ -482,5 +478,125 @@ SELECT b.account, b.balance, b.version,
   FROM account_balances b ORDER BY b.account;
 
 \echo
-\echo 'The end: every balance above was computed from events; the snapshots and the'
-\echo 'read table only save that work, and the stored events were never changed.'
+\echo '=== 18. Statistics kept by an asynchronous projection (es 0.3.0) ==========='
+\echo '-- The bank''s reports want deposit and withdrawal counts and sums per account.'
+\echo '-- They need not slow the appends down: an async projection (the default'
+\echo '-- mode) runs its handler in the database''s projector, a background worker'
+\echo '-- that decodes the committed appends from the WAL and applies them after the'
+\echo '-- commit, in commit order, exactly once. The handler is written as for an'
+\echo '-- inline projection, its table named with its schema.'
+\echo
+CREATE TABLE public.account_stats (
+    account     text PRIMARY KEY,
+    deposits    int NOT NULL,
+    withdrawals int NOT NULL,
+    deposited   numeric NOT NULL,
+    withdrawn   numeric NOT NULL
+);
+
+CREATE FUNCTION public.project_account_stats(e es.event) RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO public.account_stats AS s (account, deposits, withdrawals, deposited, withdrawn)
+    VALUES (e.stream_id,
+            (e.event_type = 'MoneyDeposited')::int,
+            (e.event_type = 'MoneyWithdrawn')::int,
+            CASE WHEN e.event_type = 'MoneyDeposited' THEN (e.data -> 'amount')::numeric ELSE 0 END,
+            CASE WHEN e.event_type = 'MoneyWithdrawn' THEN (e.data -> 'amount')::numeric ELSE 0 END)
+    ON CONFLICT (account) DO UPDATE
+       SET deposits = s.deposits + excluded.deposits,
+           withdrawals = s.withdrawals + excluded.withdrawals,
+           deposited = s.deposited + excluded.deposited,
+           withdrawn = s.withdrawn + excluded.withdrawn
+$$;
+
+\echo
+\echo '-- create_projection returns at once. After its commit the projector catches'
+\echo '-- up on the stored history from the table (status catching_up), then follows'
+\echo '-- the commits (running). wait_for_projection waits for that, here at most 30 s:'
+\echo
+SELECT es.create_projection('account_stats', 'public.project_account_stats(es.event)',
+                            event_types => ARRAY['MoneyDeposited', 'MoneyWithdrawn'],
+                            tables => ARRAY['public.account_stats'::regclass]);
+SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS caught_up;
+\echo
+\echo '-- It saw the stored events the inline projection saw (Bob''s first account'
+\echo '-- was scavenged in section 16), so each net amount equals the balance:'
+\echo
+SELECT s.account, s.deposits, s.withdrawals, s.deposited, s.withdrawn,
+       s.deposited - s.withdrawn AS net, b.balance AS inline_balance
+  FROM account_stats s JOIN account_balances b USING (account) ORDER BY s.account;
+
+\echo
+\echo '-- Alice''s salary arrives. The append commits without running the handler;'
+\echo '-- the projector applies it a moment later. A reader that must see it (read-'
+\echo '-- your-writes) waits for its position first:'
+\echo
+SELECT es.append_event('account-42', 'MoneyDeposited',
+                       '{"amount": 300, "currency": "USD", "memo": "salary"}',
+                       schema_version => 2) AS new_version;
+SELECT es.wait_for_projection('account_stats',
+                              (SELECT global_position FROM es.last_event('account-42')))
+       AS applied;
+SELECT account, deposits, deposited FROM account_stats WHERE account = 'account-42';
+
+\echo
+\echo '-- es.projection_status shows both projections; the async one also shows its'
+\echo '-- catch-up progress (NULL once live), parked errors, and the WAL the server'
+\echo '-- keeps for it (small while it runs):'
+\echo
+SELECT name, mode, status, on_error, last_position, lag_events, lag_seconds,
+       progress_percent, errors
+  FROM es.projection_status ORDER BY name;
+SELECT name, pg_size_pretty(retained_wal_bytes) AS retained_wal
+  FROM es.projection_status WHERE mode = 'async';
+\echo
+\echo '-- The projector owns one logical slot per database and the publication'
+\echo '-- es_events; it created them for the first async projection:'
+\echo
+SELECT backend_type, datname FROM pg_stat_activity
+ WHERE backend_type IN ('es launcher', 'es projector') ORDER BY backend_type;
+SELECT slot_name LIKE 'es_projector_%' AS es_slot, plugin, slot_type, active
+  FROM pg_replication_slots;
+SELECT pubname, pubinsert, pubupdate, pubdelete FROM pg_publication;
+
+\echo
+\echo '-- Paused, it applies nothing and keeps its place: the server keeps the WAL'
+\echo '-- written since (the server log warns: "paused projection ... holds back'
+\echo '-- N bytes of WAL"). Resumed, it catches up from that WAL.'
+\echo
+SELECT es.pause_projection('account_stats');
+SELECT es.append_event('account-7', 'MoneyWithdrawn', '{"amount": 30, "via": "atm"}')
+       AS bob_version;
+SELECT es.wait_for_projection('account_stats', timeout => '200 milliseconds') AS applied;
+SELECT name, status, last_position, lag_events, retained_wal_bytes > 0 AS holds_wal
+  FROM es.projection_status WHERE name = 'account_stats';
+SELECT es.resume_projection('account_stats');
+SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS applied;
+SELECT name, status, last_position, lag_events FROM es.projection_status
+ WHERE name = 'account_stats';
+SELECT s.account, s.withdrawals, s.withdrawn, s.deposited - s.withdrawn AS net,
+       b.balance AS inline_balance
+  FROM account_stats s JOIN account_balances b USING (account) ORDER BY s.account;
+
+\echo
+\echo '-- Dropping the last async projection of the database: the projector drops'
+\echo '-- its slot and the publication, and exits (the read table stays).'
+\echo
+SELECT es.drop_projection('account_stats');
+DO $$
+BEGIN
+    FOR i IN 1..1000 LOOP
+        EXIT WHEN NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name LIKE 'es_projector_%');
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+SELECT count(*) AS es_slots FROM pg_replication_slots WHERE slot_name LIKE 'es_projector_%';
+SELECT count(*) AS publications FROM pg_publication WHERE pubname = 'es_events';
+SELECT count(*) AS account_stats_rows FROM account_stats;
+
+\echo
+\echo 'The end: every balance and statistic above was computed from events; the'
+\echo 'snapshots and the read tables only save that work, and the stored events'
+\echo 'were never changed.'
