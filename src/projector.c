@@ -1825,8 +1825,8 @@ es_projector_main(Datum arg)
 					PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off",
 					PGC_SUSET, PGC_S_OVERRIDE);
-	/* a checkpoint must be durable before the slot is confirmed past it */
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a checkpoint must be flushed before the slot is confirmed past it */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
 	decode_cxt = AllocSetContextCreate(TopMemoryContext, "es decoded",
 									   ALLOCSET_DEFAULT_SIZES);
