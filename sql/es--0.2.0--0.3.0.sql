@@ -389,9 +389,17 @@ SELECT p.name,
   FROM es.projections p,
        LATERAL (
            SELECT l.last_position,
+                  -- the events after the last applied position, counted up
+                  -- to 100,000; beyond, the positions after it (an upper
+                  -- bound: failed appends leave gaps), cheap at any size
                   CASE WHEN p.mode = 'inline' AND NOT p.paused THEN 0
-                       ELSE (SELECT count(*) FROM es.events e
-                              WHERE e.global_position > l.last_position) END AS lag_events
+                       ELSE (SELECT CASE WHEN c.n < 100000 THEN c.n
+                                         ELSE greatest((SELECT max(e.global_position) FROM es.events e)
+                                                       - l.last_position, c.n) END
+                               FROM (SELECT count(*) AS n
+                                       FROM (SELECT FROM es.events e
+                                              WHERE e.global_position > l.last_position
+                                              LIMIT 100000) x) c) END AS lag_events
              FROM (SELECT CASE WHEN p.mode = 'inline' AND p.paused THEN p.paused_at_position
                                WHEN p.mode = 'inline'
                                    THEN (SELECT coalesce(max(e.global_position), 0) FROM es.events e)

@@ -62,6 +62,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
@@ -160,6 +161,8 @@ static bool woken = true;		/* the latch was set: look at the catalog */
 static bool catching_pending = false;	/* a catch-up has more to read */
 static bool holding_any = false;	/* a paused or failed projection holds WAL */
 static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
+static XLogRecPtr active_floor = InvalidXLogRecPtr;	/* lowest running checkpoint */
+static TimestampTz slot_saved_at = 0;
 static TimestampTz last_batch_at = 0;
 static ProjectorDb *my_db = NULL;
 
@@ -742,6 +745,8 @@ decoding_read(void)
 		if (record != NULL)
 			LogicalDecodingProcessRecord(decoding, decoding->reader);
 		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 	}
 	return decoding->reader->EndRecPtr;
 }
@@ -982,7 +987,8 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 		todo = lappend(todo, x);
 		total += x->npositions;
 	}
-	ap->new_applied_lsn = decode_end;
+	/* after a restart the decoding may start behind the checkpoint */
+	ap->new_applied_lsn = Max(ap->applied_lsn, decode_end);
 	if (todo == NIL)
 		return;
 	ap->changed = true;
@@ -1394,18 +1400,23 @@ run_batch(XLogRecPtr decode_end, List **catching)
 			forget = ap->live_snapshot != (Datum) 0 &&
 				ap->new_applied_lsn >= ap->live_snapshot_lsn;
 			if (ap->changed || ap->stopped || forget ||
-				ap->new_applied_lsn - ap->applied_lsn > RAISE_EVERY_BYTES ||
-				(ap->applied_lsn < target && ap->new_applied_lsn > ap->applied_lsn))
+				(ap->new_applied_lsn > ap->applied_lsn &&
+				 (ap->new_applied_lsn - ap->applied_lsn > RAISE_EVERY_BYTES ||
+				  ap->applied_lsn < target)))
 				save_checkpoint(ap, ap->changed, forget);
 			else
 				ap->new_applied_lsn = ap->applied_lsn;	/* not stored */
 		}
+		active_floor = InvalidXLogRecPtr;
 		foreach(lc, aps)
 		{
 			AsyncProjection *ap = lfirst(lc);
 
 			if (is_live(ap) && ap->new_applied_lsn < confirm)
 				confirm = ap->new_applied_lsn;
+			if (is_live(ap) && is_active(ap) && !ap->stopped &&
+				(XLogRecPtrIsInvalid(active_floor) || ap->new_applied_lsn < active_floor))
+				active_floor = ap->new_applied_lsn;
 		}
 		log_holding(aps);
 	}
@@ -1445,7 +1456,22 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	if (rewind)
 		return BATCH_REWIND;
 	if (!XLogRecPtrIsInvalid(confirm))
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
 		LogicalConfirmReceivedLocation(confirm);
+		/*
+		 * PostgreSQL writes a slot's confirmed position to disk only now and
+		 * then: save it every few seconds, so that a restart after a crash
+		 * does not decode (and skip) much WAL again.
+		 */
+		if (TimestampDifferenceExceeds(slot_saved_at, now, 5000))
+		{
+			ReplicationSlotMarkDirty();
+			ReplicationSlotSave();
+			slot_saved_at = now;
+		}
+	}
 	return BATCH_DONE;
 }
 
@@ -1839,8 +1865,11 @@ es_projector_main(Datum arg)
 		bool		busy = false;
 		ListCell   *lc;
 		TimestampTz now;
+		XLogRecPtr	target;
 
 		CHECK_FOR_INTERRUPTS();
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1861,6 +1890,9 @@ es_projector_main(Datum arg)
 
 		decode_end = decoding_read();
 		now = GetCurrentTimestamp();
+		SpinLockAcquire(&projector->mutex);
+		target = my_db->last_append_end;
+		SpinLockRelease(&projector->mutex);
 
 		/*
 		 * A batch locks the projections' rows, which takes a transaction id
@@ -1871,6 +1903,9 @@ es_projector_main(Datum arg)
 		 */
 		if (decoded != NIL || woken || catching_pending ||
 			decode_end - last_batch_end > RAISE_EVERY_BYTES ||
+			/* a waiter wants a checkpoint past the last append */
+			(!XLogRecPtrIsInvalid(active_floor) && active_floor < target &&
+			 decode_end >= target) ||
 			(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
 		{
 			pgstat_report_activity(STATE_RUNNING, "applying");
