@@ -694,6 +694,8 @@ decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	MemoryContextSwitchTo(old);
 }
 
+static void decoding_mark(bool on);
+
 /* Start decoding where the slot was confirmed */
 static void
 decoding_start(void)
@@ -709,6 +711,7 @@ decoding_start(void)
 												.segment_close = wal_segment_close),
 									 decode_prepare_write, decode_write, NULL);
 	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
+	decoding_mark(false);
 	processed_upto = MyReplicationSlot->data.confirmed_flush;
 	MemoryContextSwitchTo(old);
 }
@@ -725,11 +728,33 @@ decoding_stop(void)
 	MemoryContextReset(decode_cxt);
 }
 
+/*
+ * CreateDecodingContext marks this process as one that decodes: its xmin
+ * then counts for catalogs only, and other sessions may prune row versions
+ * of ordinary tables that its snapshots still need.  A walsender does
+ * nothing else; the projector also runs transactions on the read tables
+ * and es.projections, so it carries the mark only while it decodes.
+ */
+static void
+decoding_mark(bool on)
+{
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	if (on)
+		MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
+	else
+		MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 /* Decode what was flushed, up to a batch; returns the decode position */
 static XLogRecPtr
 decoding_read(void)
 {
 	XLogRecPtr	flush = GetFlushRecPtr(NULL);
+
+	Assert(!IsTransactionState());
+	decoding_mark(true);
 
 	while (decoding->reader->EndRecPtr < flush &&
 		   list_length(decoded) < DECODE_MAX_XACTS &&
@@ -748,6 +773,7 @@ decoding_read(void)
 		if (!PostmasterIsAlive())
 			proc_exit(1);
 	}
+	decoding_mark(false);
 	return decoding->reader->EndRecPtr;
 }
 
