@@ -1569,6 +1569,7 @@ catchup_step(const char *name)
 	int64		low;
 	int64		last;
 	bool		more = false;
+	bool		went_live;
 	ApplyUnit	u;
 
 	/* a batch below the horizon */
@@ -1658,9 +1659,13 @@ catchup_step(const char *name)
 			}
 		}
 	}
+	went_live = ap != NULL && !ap->stopped && !is_live(ap) && is_active(ap);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(TopMemoryContext);
+	/* live from processed_upto on: it has seen what was decoded */
+	if (went_live)
+		active_before = lappend(active_before, pstrdup(name));
 	MemoryContextDelete(step_cxt);
 	return false;
 }
