@@ -24,6 +24,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
@@ -35,20 +36,11 @@ my $NSTMTS    = 40000;    # per client and cycle: far more than can run
 srand($ENV{ES_TAP_SEED} // time());
 note "random seed: " . ($ENV{ES_TAP_SEED} // 'time');
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
+my $node = es_node('crash', qq{
 shared_buffers = 32MB
 max_connections = 30
-log_statement = none
 log_min_messages = warning
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION es');
 # An inline projection counting events per stream: it commits with the
 # appends or not at all, so after every crash it must equal the versions.
@@ -68,36 +60,6 @@ my %acked;
 # Total number of acknowledged append calls (for the report).
 my $acked_calls = 0;
 
-# Returns the pids of the processes whose parent is $ppid.
-sub children_of
-{
-	my ($ppid) = @_;
-	my @kids;
-	opendir(my $d, '/proc') or die "cannot read /proc: $!";
-	foreach my $p (grep { /^\d+$/ } readdir $d)
-	{
-		open(my $fh, '<', "/proc/$p/stat") or next;
-		my $stat = <$fh>;
-		close $fh;
-		next unless defined $stat;
-		push @kids, $p if $stat =~ /\)\s+\S\s+(\d+)/ && $1 == $ppid;
-	}
-	closedir $d;
-	return @kids;
-}
-
-# True if $pid is a live (not zombie) postgres process.
-sub pg_alive
-{
-	my ($pid) = @_;
-	open(my $fh, '<', "/proc/$pid/stat") or return 0;
-	my $stat = <$fh>;
-	close $fh;
-	return 0 unless defined $stat;
-	return 0 unless $stat =~ /^\d+ \((.*)\)\s+(\S)/;
-	return 0 if $2 eq 'Z' || $2 eq 'X';
-	return $1 =~ /postgres|postmaster/ ? 1 : 0;
-}
 
 # Writes the SQL script of one client for one cycle.  Each statement prints
 # "uid[,uid...]|stream|version" when acknowledged.

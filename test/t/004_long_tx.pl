@@ -15,19 +15,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 
-my $node = PostgreSQL::Test::Cluster->new('longtx');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
+my $node = es_node('longtx', qq{
 max_prepared_transactions = 5
-log_statement = none
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION es; CREATE TABLE other (i int)');
 
 # Appends one event in autocommit mode and returns its position.

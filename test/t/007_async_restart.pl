@@ -28,20 +28,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 use Time::HiRes qw(usleep time);
 
-my $node = PostgreSQL::Test::Cluster->new('async_restart');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
-log_statement = none
+my $node = es_node('async_restart', qq{
 log_min_messages = warning
 });
-$node->start;
 
 # Polls $sql until it returns $expected or $timeout seconds pass; returns
 # the seconds it took, or undef on timeout.

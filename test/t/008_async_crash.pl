@@ -29,6 +29,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
@@ -40,20 +41,11 @@ my $NSTMTS   = 20000;    # per client and cycle: far more than can run
 srand($ENV{ES_TAP_SEED} // time());
 note "random seed: " . ($ENV{ES_TAP_SEED} // 'time');
 
-my $node = PostgreSQL::Test::Cluster->new('async_crash');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
+my $node = es_node('async_crash', qq{
 shared_buffers = 32MB
 max_connections = 30
-log_statement = none
 log_min_messages = warning
 });
-$node->start;
 $node->safe_psql(
 	'postgres', q{
 CREATE EXTENSION es;
@@ -87,36 +79,6 @@ SELECT count(es.append('acct-' || (g % $NSTREAMS),
 
 my $workdir = PostgreSQL::Test::Utils::tempdir();
 
-# Returns the pids of the processes whose parent is $ppid.
-sub children_of
-{
-	my ($ppid) = @_;
-	my @kids;
-	opendir(my $d, '/proc') or die "cannot read /proc: $!";
-	foreach my $p (grep { /^\d+$/ } readdir $d)
-	{
-		open(my $fh, '<', "/proc/$p/stat") or next;
-		my $stat = <$fh>;
-		close $fh;
-		next unless defined $stat;
-		push @kids, $p if $stat =~ /\)\s+\S\s+(\d+)/ && $1 == $ppid;
-	}
-	closedir $d;
-	return @kids;
-}
-
-# True if $pid is a live (not zombie) postgres process.
-sub pg_alive
-{
-	my ($pid) = @_;
-	open(my $fh, '<', "/proc/$pid/stat") or return 0;
-	my $stat = <$fh>;
-	close $fh;
-	return 0 unless defined $stat;
-	return 0 unless $stat =~ /^\d+ \((.*)\)\s+(\S)/;
-	return 0 if $2 eq 'Z' || $2 eq 'X';
-	return $1 =~ /postgres|postmaster/ ? 1 : 0;
-}
 
 # Writes the SQL script of one client for one cycle.
 sub write_client_script

@@ -26,6 +26,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
@@ -35,19 +36,10 @@ my $NCLIENTS = 3;
 srand($ENV{ES_TAP_SEED} // time());
 note "random seed: " . ($ENV{ES_TAP_SEED} // 'time');
 
-my $node = PostgreSQL::Test::Cluster->new('async_rebuild');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
+my $node = es_node('async_rebuild', qq{
 max_connections = 30
-log_statement = none
 log_min_messages = warning
 });
-$node->start;
 $node->safe_psql(
 	'postgres', q{
 CREATE EXTENSION es;

@@ -21,20 +21,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EsNode;
 use Time::HiRes qw(usleep time);
 
-my $node = PostgreSQL::Test::Cluster->new('async_long_tx');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-shared_preload_libraries = 'es'
+my $node = es_node('async_long_tx', qq{
 max_prepared_transactions = 5
-log_statement = none
 });
-$node->start;
 $node->safe_psql(
 	'postgres', q{
 CREATE EXTENSION es;

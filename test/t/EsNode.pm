@@ -1,0 +1,67 @@
+# Copyright (c) 2026, es contributors
+#
+# EsNode: what the TAP tests share: a node set up for es (preloaded, with
+# wal_level = logical and room for replication slots), and the process
+# helpers of the crash tests.
+
+package EsNode;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(es_node children_of pg_alive);
+
+# A started node named $name with es preloaded, wal_level = logical, and the
+# lines of $extra added to postgresql.conf.
+sub es_node
+{
+	my ($name, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf(
+		'postgresql.conf', qq{
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+shared_preload_libraries = 'es'
+log_statement = none
+} . ($extra // ''));
+	$node->start;
+	return $node;
+}
+
+# Returns the pids of the processes whose parent is $ppid.
+sub children_of
+{
+	my ($ppid) = @_;
+	my @kids;
+	opendir(my $d, '/proc') or die "cannot read /proc: $!";
+	foreach my $p (grep { /^\d+$/ } readdir $d)
+	{
+		open(my $fh, '<', "/proc/$p/stat") or next;
+		my $stat = <$fh>;
+		close $fh;
+		next unless defined $stat;
+		push @kids, $p if $stat =~ /\)\s+\S\s+(\d+)/ && $1 == $ppid;
+	}
+	closedir $d;
+	return @kids;
+}
+
+# True if $pid is a live (not zombie) postgres process.
+sub pg_alive
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return 0;
+	my $stat = <$fh>;
+	close $fh;
+	return 0 unless defined $stat;
+	return 0 unless $stat =~ /^\d+ \((.*)\)\s+(\S)/;
+	return 0 if $2 eq 'Z' || $2 eq 'X';
+	return $1 =~ /postgres|postmaster/ ? 1 : 0;
+}
+
+1;
