@@ -1770,6 +1770,26 @@ projector_attach(void)
 	if (!any)
 		return false;
 
+	/* max_slot_wal_keep_size reached (a long pause): the WAL is gone */
+	{
+		ReplicationSlot *slot = SearchNamedReplicationSlot(slot_name, true);
+		XLogRecPtr	invalidated_at = InvalidXLogRecPtr;
+
+		if (slot != NULL)
+		{
+			SpinLockAcquire(&slot->mutex);
+			invalidated_at = slot->data.invalidated_at;
+			SpinLockRelease(&slot->mutex);
+		}
+		if (!XLogRecPtrIsInvalid(invalidated_at))
+		{
+			ereport(WARNING,
+					(errmsg("es projector: the replication slot \"%s\" was invalidated (max_slot_wal_keep_size); dropping it",
+							slot_name)));
+			ReplicationSlotDrop(slot_name, true);
+		}
+	}
+
 	if (!pub_ok && SearchNamedReplicationSlot(slot_name, true) != NULL)
 	{
 		ereport(WARNING,
