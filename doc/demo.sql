@@ -13,7 +13,7 @@
 -- upcaster, 15 folds balances with a reducer and snapshots, 16 shows the
 -- stream lifecycle (retention, delete, tombstone, scavenge, es.streams), 17
 -- keeps a table of balances current with an inline projection (es 0.2.0),
--- and 18 keeps per-account statistics with an asynchronous one (es 0.3.0).
+-- and 18 keeps balances and per-account statistics with an asynchronous one (es 0.3.0).
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -478,8 +478,9 @@ SELECT b.account, b.balance, b.version,
   FROM account_balances b ORDER BY b.account;
 
 \echo
-\echo '=== 18. Statistics kept by an asynchronous projection (es 0.3.0) ==========='
-\echo '-- The bank''s reports want deposit and withdrawal counts and sums per account.'
+\echo '=== 18. Balances kept by an asynchronous projection (es 0.3.0) ============='
+\echo '-- The bank''s reports want each balance with deposit and withdrawal counts and'
+\echo '-- sums per account.'
 \echo '-- They need not slow the appends down: an async projection (the default'
 \echo '-- mode) runs its handler in the database''s projector, a background worker'
 \echo '-- that decodes the committed appends from the WAL and applies them after the'
@@ -491,23 +492,27 @@ CREATE TABLE public.account_stats (
     deposits    int NOT NULL,
     withdrawals int NOT NULL,
     deposited   numeric NOT NULL,
-    withdrawn   numeric NOT NULL
+    withdrawn   numeric NOT NULL,
+    balance     numeric NOT NULL
 );
 
 CREATE FUNCTION public.project_account_stats(e es.event) RETURNS void
 LANGUAGE sql
 AS $$
-    INSERT INTO public.account_stats AS s (account, deposits, withdrawals, deposited, withdrawn)
+    INSERT INTO public.account_stats AS s (account, deposits, withdrawals, deposited, withdrawn, balance)
     VALUES (e.stream_id,
             (e.event_type = 'MoneyDeposited')::int,
             (e.event_type = 'MoneyWithdrawn')::int,
             CASE WHEN e.event_type = 'MoneyDeposited' THEN (e.data -> 'amount')::numeric ELSE 0 END,
-            CASE WHEN e.event_type = 'MoneyWithdrawn' THEN (e.data -> 'amount')::numeric ELSE 0 END)
+            CASE WHEN e.event_type = 'MoneyWithdrawn' THEN (e.data -> 'amount')::numeric ELSE 0 END,
+            CASE WHEN e.event_type = 'MoneyDeposited' THEN (e.data -> 'amount')::numeric
+                 ELSE -(e.data -> 'amount')::numeric END)
     ON CONFLICT (account) DO UPDATE
        SET deposits = s.deposits + excluded.deposits,
            withdrawals = s.withdrawals + excluded.withdrawals,
            deposited = s.deposited + excluded.deposited,
-           withdrawn = s.withdrawn + excluded.withdrawn
+           withdrawn = s.withdrawn + excluded.withdrawn,
+           balance = s.balance + excluded.balance
 $$;
 
 \echo
@@ -521,10 +526,10 @@ SELECT es.create_projection('account_stats', 'public.project_account_stats(es.ev
 SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS caught_up;
 \echo
 \echo '-- It saw the stored events the inline projection saw (Bob''s first account'
-\echo '-- was scavenged in section 16), so each net amount equals the balance:'
+\echo '-- was scavenged in section 16), so each balance equals the inline one:'
 \echo
 SELECT s.account, s.deposits, s.withdrawals, s.deposited, s.withdrawn,
-       s.deposited - s.withdrawn AS net, b.balance AS inline_balance
+       s.balance, b.balance AS inline_balance
   FROM account_stats s JOIN account_balances b USING (account) ORDER BY s.account;
 
 \echo
@@ -538,7 +543,7 @@ SELECT es.append_event('account-42', 'MoneyDeposited',
 SELECT es.wait_for_projection('account_stats',
                               (SELECT global_position FROM es.last_event('account-42')))
        AS applied;
-SELECT account, deposits, deposited FROM account_stats WHERE account = 'account-42';
+SELECT account, deposits, deposited, balance FROM account_stats WHERE account = 'account-42';
 
 \echo
 \echo '-- es.projection_status shows both projections; the async one also shows its'
@@ -575,7 +580,7 @@ SELECT es.resume_projection('account_stats');
 SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS applied;
 SELECT name, status, last_position, lag_events FROM es.projection_status
  WHERE name = 'account_stats';
-SELECT s.account, s.withdrawals, s.withdrawn, s.deposited - s.withdrawn AS net,
+SELECT s.account, s.withdrawals, s.withdrawn, s.balance,
        b.balance AS inline_balance
   FROM account_stats s JOIN account_balances b USING (account) ORDER BY s.account;
 
