@@ -582,7 +582,7 @@ es_launcher_main(Datum arg)
 
 	for (;;)
 	{
-		List	   *todo = NIL;
+		List	   *to_start = NIL;
 		TimestampTz now;
 		int			i;
 
@@ -606,13 +606,13 @@ es_launcher_main(Datum arg)
 				db->pid == 0 && !db->dropping && db->restart_at <= now)
 			{
 				db->start_requested = false;
-				todo = lappend_oid(todo, db->dboid);
+				to_start = lappend_oid(to_start, db->dboid);
 			}
 		}
 		SpinLockRelease(&projector->mutex);
-		foreach(lc, todo)
+		foreach(lc, to_start)
 			launcher_start_worker(lfirst_oid(lc));
-		list_free(todo);
+		list_free(to_start);
 	}
 }
 
@@ -999,7 +999,7 @@ stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u)
 static void
 apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 {
-	List	   *todo = NIL;
+	List	   *pending = NIL;
 	ListCell   *lc;
 	int			total = 0;
 	ApplyUnit	u;
@@ -1010,12 +1010,12 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 
 		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->xid))
 			continue;
-		todo = lappend(todo, x);
+		pending = lappend(pending, x);
 		total += x->npositions;
 	}
 	/* after a restart the decoding may start behind the checkpoint */
 	ap->new_applied_lsn = Max(ap->applied_lsn, decode_end);
-	if (todo == NIL)
+	if (pending == NIL)
 		return;
 	ap->changed = true;
 
@@ -1024,7 +1024,7 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	u.p = ap->p;
 	u.snap = snap;
 	u.positions = palloc(sizeof(int64) * total);
-	foreach(lc, todo)
+	foreach(lc, pending)
 	{
 		DecodedXact *x = lfirst(lc);
 
@@ -1044,7 +1044,7 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	{
 		XLogRecPtr	prev_end = ap->applied_lsn;
 
-		foreach(lc, todo)
+		foreach(lc, pending)
 		{
 			DecodedXact *x = lfirst(lc);
 			int			i;
