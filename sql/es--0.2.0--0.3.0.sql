@@ -243,18 +243,19 @@ DECLARE
 BEGIN
     IF p.mode = 'async' THEN
         PERFORM es._projector_check();
-        -- lock the row first: the projector's batch in flight finishes
-        UPDATE es.projections SET phase = 'rebuilding' WHERE projections.name = p.name;
+        -- the row first: the projector's batch in flight finishes, and the
+        -- next one waits for this transaction
+        UPDATE es.projections
+           SET phase = 'rebuilding', paused = false, failed_at = NULL, last_error = NULL,
+               last_error_position = NULL, caught_up_to = 0, last_position = 0,
+               applied_lsn = NULL, live_snapshot = NULL, live_snapshot_lsn = NULL,
+               last_applied_at = NULL,
+               catchup_target = (SELECT coalesce(max(global_position), 0) FROM es.events)
+         WHERE projections.name = p.name;
         FOREACH t IN ARRAY p.tables LOOP
             EXECUTE format('TRUNCATE %s', t);
         END LOOP;
         DELETE FROM es.projection_errors e WHERE e.projection = p.name;
-        UPDATE es.projections
-           SET paused = false, failed_at = NULL, last_error = NULL, last_error_position = NULL,
-               caught_up_to = 0, last_position = 0, applied_lsn = NULL,
-               live_snapshot = NULL, live_snapshot_lsn = NULL, last_applied_at = NULL,
-               catchup_target = (SELECT coalesce(max(global_position), 0) FROM es.events)
-         WHERE projections.name = p.name;
         PERFORM es._projector_wake();
         RETURN;
     END IF;

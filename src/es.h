@@ -129,14 +129,15 @@ typedef struct Projection
 
 extern bool projection_inline_firing;
 extern int64 projection_current_position;
-extern int64 projection_replay_count;
 extern void ProjectInit(void);
 extern TupleDesc projection_event_desc(void);
 extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
 extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
 extern bool projection_apply(Projection *p, HeapTuple event);
 extern int64 projection_replay(Projection *p, int64 from, int64 before,
-							   int64 limit, Snapshot snap);
+							   int64 limit, Snapshot snap, int64 *count);
+extern Projection *projection_get(text *name);
+extern bool projection_inline_active(void);
 extern TupleDesc projection_event_desc_get(bool recheck);
 extern Projection *projection_from_row(HeapTuple tup, TupleDesc desc,
 									   MemoryContext cxt);
@@ -144,11 +145,9 @@ extern int	handlers_begin(void);
 extern void handlers_end(int level);
 
 /* projector.c: asynchronous projections (launcher, per-database worker) */
-extern bool es_preloaded;
 extern void ProjectorShmemRequest(void);
 extern void ProjectorShmemStartup(void);
 extern void ProjectorInit(void);
 extern void projector_note_append(void);
-extern bool projection_inline_active(void);
 
 #endif							/* ES_H */

@@ -49,9 +49,6 @@ bool		projection_inline_firing = false;
 /* The position of the event last handed to a handler (for error reports) */
 int64		projection_current_position = 0;
 
-/* How many events the last projection_replay read */
-int64		projection_replay_count = 0;
-
 /* Inline projections, cached per backend until es.projections changes */
 static MemoryContext inline_cxt = NULL;
 static List *inline_list = NIL;
@@ -297,7 +294,6 @@ projection_apply(Projection *p, HeapTuple event)
 	c.projection = p->name;
 	c.position = DatumGetInt64(heap_getattr(event, READ_ATT_GLOBAL_POSITION,
 											projection_event_desc(), &isnull));
-	projection_current_position = c.position;
 	errcb.callback = apply_error_callback;
 	errcb.arg = &c;
 	errcb.previous = error_context_stack;
@@ -318,11 +314,12 @@ projection_apply(Projection *p, HeapTuple event)
 /*
  * Replay stored events after "from" and before "before" (0: no bound), at
  * most "limit" of them (0: all), in position order, as "snap" shows them,
- * into a projection.  Returns the last position read (or "from").
+ * into a projection.  Returns the last position read (or "from"); *count,
+ * if given, gets how many were read.
  */
 int64
 projection_replay(Projection *p, int64 from, int64 before, int64 limit,
-				  Snapshot snap)
+				  Snapshot snap, int64 *count)
 {
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
 	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
@@ -362,7 +359,8 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 		CHECK_FOR_INTERRUPTS();
 	}
 	ExecClearTuple(slot);
-	projection_replay_count = n;
+	if (count)
+		*count = n;
 	handlers_end(guc_level);
 	upcast_end();
 	index_endscan(scan);
@@ -374,7 +372,7 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 }
 
 /* One projection, by name, or an error */
-static Projection *
+Projection *
 projection_get(text *name)
 {
 	char	   *cname = text_to_cstring(name);
@@ -402,7 +400,7 @@ es_projection_replay(PG_FUNCTION_ARGS)
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int64		last;
 
-	last = projection_replay(p, PG_GETARG_INT64(1), 0, 0, snap);
+	last = projection_replay(p, PG_GETARG_INT64(1), 0, 0, snap, NULL);
 	UnregisterSnapshot(snap);
 	PG_RETURN_INT64(last);
 }

@@ -110,8 +110,6 @@ typedef struct ProjectorShared
 	ProjectorDb dbs[PROJECTOR_MAX_DBS];
 } ProjectorShared;
 
-bool		es_preloaded = false;
-
 static ProjectorShared *projector = NULL;
 static bool appended_in_xact = false;
 static bool wake_at_commit = false;
@@ -230,6 +228,21 @@ projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 	return free_entry;
 }
 
+/*
+ * Ask the launcher for the projector of "db" (not before "not_before"; 0:
+ * now).  A projector about to leave sees the request and stays.  Under the
+ * mutex; returns the launcher's latch to set after releasing it, if the
+ * database has no projector running.
+ */
+static Latch *
+request_start(ProjectorDb *db, TimestampTz not_before)
+{
+	db->start_requested = true;
+	db->dropping = false;
+	db->restart_at = not_before;
+	return db->pid == 0 ? projector->launcher_latch : NULL;
+}
+
 /* At commit: record an append's WAL end, wake or start the projector */
 static void
 projector_xact_callback(XactEvent event, void *arg)
@@ -268,14 +281,7 @@ projector_xact_callback(XactEvent event, void *arg)
 				db->last_append_end = XactLastCommitEnd;
 			latch = db->latch;
 			if (start)
-			{
-				/* a projector about to leave sees this and stays */
-				db->start_requested = true;
-				db->dropping = false;
-				db->restart_at = 0;
-				if (db->pid == 0)
-					launcher = projector->launcher_latch;
-			}
+				launcher = request_start(db, 0);
 		}
 		SpinLockRelease(&projector->mutex);
 		if (latch)
@@ -362,12 +368,7 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 			SpinLockAcquire(&projector->mutex);
 			db = projector_db(dropping_db, false, InvalidXLogRecPtr);
 			if (db != NULL && db->dropping)
-			{
-				db->dropping = false;
-				db->start_requested = true;
-				db->restart_at = 0;
-				launcher = projector->launcher_latch;
-			}
+				launcher = request_start(db, 0);
 			SpinLockRelease(&projector->mutex);
 			if (launcher)
 				SetLatch(launcher);
@@ -387,7 +388,6 @@ ProjectorInit(void)
 	ProcessUtility_hook = projector_process_utility;
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	es_preloaded = true;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -406,7 +406,8 @@ PG_FUNCTION_INFO_V1(es_projector_check);
 Datum
 es_projector_check(PG_FUNCTION_ARGS)
 {
-	if (!es_preloaded || projector == NULL)
+	/* the shared state exists only when es is preloaded */
+	if (projector == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("asynchronous projections need es in shared_preload_libraries"),
@@ -484,10 +485,7 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 		/* not seen since the server started: have a projector look */
 		db = projector_db(MyDatabaseId, true, now_lsn);
 		if (db != NULL)
-		{
-			db->start_requested = true;
-			launcher = projector->launcher_latch;
-		}
+			launcher = request_start(db, 0);
 	}
 	lsn = db != NULL ? db->last_append_end : now_lsn;
 	SpinLockRelease(&projector->mutex);
@@ -530,10 +528,7 @@ launcher_start_worker(Oid dboid)
 		SpinLockAcquire(&projector->mutex);
 		db = projector_db(dboid, true, now_lsn);
 		if (db != NULL)
-		{
-			db->start_requested = true;
-			db->restart_at = later;
-		}
+			(void) request_start(db, later);	/* we are the launcher */
 		SpinLockRelease(&projector->mutex);
 	}
 }
@@ -805,8 +800,11 @@ in_live_snapshot(AsyncProjection *ap, TransactionId xid)
 											ap->live_snapshot));
 }
 
-/* Hand the events at these positions to a projection, as snap shows them */
-static void
+/*
+ * Hand the events at these positions to a projection, as snap shows them;
+ * returns how many there were (an event scavenged since is not).
+ */
+static int
 apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 {
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
@@ -817,6 +815,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 													ALLOCSET_DEFAULT_SIZES);
 	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
 	int			guc_level;
+	int			found = 0;
 	int			i;
 
 	upcast_begin();
@@ -838,8 +837,8 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 			projection_apply(p, projection_event_from_row(row, RelationGetDescr(rel)));
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
+			found++;
 		}
-		/* else: scavenged since; nothing to project */
 		ExecClearTuple(slot);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -850,43 +849,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 	MemoryContextDelete(per_event);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
-}
-
-/* Positions after "from" and before "before" that snap shows, at most limit */
-static int64 *
-collect_positions(int64 from, int64 before, int limit, Snapshot snap, int *n)
-{
-	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
-	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	IndexScanDesc scan = index_beginscan(rel, idx, snap, 2, 0);
-	ScanKeyData key[2];
-	int			max = 64;
-	int64	   *result = palloc(sizeof(int64) * max);
-
-	*n = 0;
-	ScanKeyInit(&key[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
-	ScanKeyInit(&key[1], 1, BTLessStrategyNumber, F_INT8LT,
-				Int64GetDatum(before > 0 ? before : PG_INT64_MAX));
-	index_rescan(scan, key, 2, NULL, 0);
-	while ((limit == 0 || *n < limit) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-
-		if (*n == max)
-		{
-			max *= 2;
-			result = repalloc(result, sizeof(int64) * max);
-		}
-		result[(*n)++] = DatumGetInt64(slot_getattr(slot, Anum_events_global_position, &isnull));
-	}
-	ExecClearTuple(slot);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(rel, NoLock);
-	return result;
+	return found;
 }
 
 /*
@@ -903,6 +866,7 @@ typedef struct ApplyUnit
 	int			limit;
 	Snapshot	snap;
 	int64		last;			/* range: the last position read */
+	int64		count;			/* range: how many were read */
 	/* the error, when it failed */
 	char	   *sqlstate;
 	char	   *message;
@@ -923,7 +887,8 @@ apply_unit(ApplyUnit *u)
 		if (u->positions != NULL)
 			apply_positions(u->p, u->positions, u->n, u->snap);
 		else
-			u->last = projection_replay(u->p, u->from, u->before, u->limit, u->snap);
+			u->last = projection_replay(u->p, u->from, u->before, u->limit,
+										u->snap, &u->count);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -1532,18 +1497,26 @@ catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
 	}
 	else
 	{
-		int			n;
-		int			i;
-		int64	   *positions = collect_positions(from, before, limit, snap, &n);
 		int64		last = from;
+		int			n;
 
-		for (i = 0; i < n; i++)
+		/* one event at a time, each in its own subtransaction */
+		for (n = 0; limit == 0 || n < limit; n++)
 		{
-			ApplyUnit	one = {.p = ap->p, .snap = snap, .positions = &positions[i], .n = 1};
+			ApplyUnit	one = {.p = ap->p, .snap = snap, .from = last,
+			.before = before, .limit = 1};
 
-			if (!apply_unit(&one))
-				park_event(ap, positions[i], &one);
-			last = positions[i];
+			if (apply_unit(&one))
+			{
+				if (one.count == 0)
+					break;
+				last = one.last;
+			}
+			else
+			{
+				park_event(ap, projection_current_position, &one);
+				last = projection_current_position;
+			}
 		}
 		return last;
 	}
@@ -1595,11 +1568,10 @@ catchup_step(const char *name)
 	u.from = ap->caught_up_to;
 	u.before = low;
 	u.limit = CATCHUP_BATCH;
-	projection_replay_count = 0;
 	if (apply_unit(&u))
 	{
 		last = u.last;
-		more = projection_replay_count >= CATCHUP_BATCH;
+		more = u.count >= CATCHUP_BATCH;
 	}
 	else
 		last = catchup_recover(ap, u.from, low, CATCHUP_BATCH, snap, &u);
@@ -1686,11 +1658,7 @@ projector_exit(int code, Datum arg)
 		my_db->pid = 0;
 		my_db->latch = NULL;
 		if (code != 0 && !my_db->dropping)
-		{
-			/* the launcher retries a few seconds later */
-			my_db->start_requested = true;
-			my_db->restart_at = later;
-		}
+			(void) request_start(my_db, later);	/* the launcher polls */
 	}
 	SpinLockRelease(&projector->mutex);
 }
@@ -2013,22 +1981,13 @@ PG_FUNCTION_INFO_V1(es_projection_apply_one);
 Datum
 es_projection_apply_one(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Projection *p = projection_get(PG_GETARG_TEXT_PP(0));
 	int64		position = PG_GETARG_INT64(1);
-	List	   *l = projection_load(NULL, name, CurrentMemoryContext);
-	Snapshot	snap;
-	int64	   *positions;
-	int			n;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	int			found;
 
-	if (l == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("projection \"%s\" does not exist", name)));
 	(void) projection_event_desc_get(true);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	positions = collect_positions(position - 1, position + 1, 1, snap, &n);
-	if (n == 1)
-		apply_positions(linitial(l), positions, 1, snap);
+	found = apply_positions(p, &position, 1, snap);
 	UnregisterSnapshot(snap);
-	PG_RETURN_BOOL(n == 1);
+	PG_RETURN_BOOL(found == 1);
 }

@@ -202,6 +202,16 @@ DELETE FROM pa.poison;
 SELECT es.retry_projection_errors('pa_parked');
 SELECT count(*) AS still_parked FROM es.projection_errors;
 SELECT account, balance, events FROM pa.parked_balances WHERE account = 'pa-park';
+-- parking while catching up from the table (a rebuild), one event at a time
+INSERT INTO pa.poison VALUES ('pa-park');
+SELECT es.rebuild_projection('pa_parked');
+SELECT es.wait_for_projection('pa_parked', timeout => '60 seconds');
+SELECT account, balance, events FROM pa.parked_balances WHERE account IN ('pa-park', 'pa-fine') ORDER BY 1;
+SELECT ev.stream_id, ev.stream_version, e.sqlstate, e.attempts
+  FROM es.projection_errors e JOIN es.events ev USING (global_position) ORDER BY e.global_position;
+DELETE FROM pa.poison;
+SELECT es.retry_projection_errors('pa_parked');
+SELECT account, balance, events FROM pa.parked_balances WHERE account = 'pa-park';
 SELECT pa.try($$SELECT es.retry_projection_errors('pa_nope')$$);
 SELECT pa.try($$SELECT es.retry_projection_errors(NULL)$$);
 
