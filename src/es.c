@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -19,6 +20,8 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -55,6 +58,9 @@ static const char *const es_relation_names[ES_NRELATIONS] = {
 
 /* Their OIDs, looked up once per backend; reset on relcache flush */
 static Oid	es_relation_oids[ES_NRELATIONS];
+
+/* The role that called the es admin function in progress (es_admin_entry) */
+static Oid	admin_caller = InvalidOid;
 
 void		_PG_init(void);
 
@@ -190,6 +196,134 @@ es_lock_stream_id(text *stream_id)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_LOCKTAG_FIELD4);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * Start a section of statements es runs itself: whatever the caller's
+ * search_path, names resolve in pg_catalog (and pg_temp, last, for nothing
+ * es names).  Returns the GUC nest level for es_internal_end.
+ */
+int
+es_internal_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	if (namespace_search_path == NULL ||
+		strcmp(namespace_search_path, ES_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", ES_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* End a section started by es_internal_begin: every setting goes back */
+void
+es_internal_end(int level)
+{
+	AtEOXact_GUC(false, level);
+}
+
+/*
+ * Run user code (a handler, an upcaster, a reducer) as "userid", under
+ * SECURITY_RESTRICTED_OPERATION (no SET ROLE, no temporary objects left in
+ * the session), with search_path = pg_catalog, pg_temp, and a GUC nest
+ * level that es_usercode_end rolls back whatever the code SET.
+ */
+void
+es_usercode_begin(EsUserCode *uc, Oid userid)
+{
+	GetUserIdAndSecContext(&uc->save_userid, &uc->save_sec);
+	SetUserIdAndSecContext(userid, uc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	uc->guc_level = es_internal_begin();
+}
+
+/* User code returned: its settings are undone, the caller's identity back */
+void
+es_usercode_end(EsUserCode *uc)
+{
+	AtEOXact_GUC(false, uc->guc_level);
+	SetUserIdAndSecContext(uc->save_userid, uc->save_sec);
+}
+
+/* The admin function with its own name prefixed by "_", in schema es */
+static Oid
+admin_impl_oid(Oid fn_oid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+	Form_pg_proc proc;
+	List	   *name;
+	Oid			impl;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "es: cache lookup failed for function %u", fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	name = list_make2(makeString("es"),
+					  makeString(psprintf("_%s", NameStr(proc->proname))));
+	impl = LookupFuncName(name, proc->pronargs, proc->proargtypes.values, false);
+	ReleaseSysCache(tup);
+	return impl;
+}
+
+PG_FUNCTION_INFO_V1(es_admin_entry);
+
+/*
+ * The SQL entry point of the admin functions that check the caller's own
+ * rights on objects named in the call (es.create_projection,
+ * es.rebuild_projection, es.register_upcaster).  It runs as the caller,
+ * notes who that is for es._caller(), and calls the SECURITY DEFINER
+ * implementation es._<name> with the same arguments (directly: nobody
+ * else has EXECUTE on it).
+ */
+Datum
+es_admin_entry(PG_FUNCTION_ARGS)
+{
+	FmgrInfo   *impl = fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
+	Oid			save = admin_caller;
+	Datum		result = (Datum) 0;
+	int			i;
+
+	if (impl == NULL)
+	{
+		impl = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(FmgrInfo));
+		fmgr_info_cxt(admin_impl_oid(fcinfo->flinfo->fn_oid), impl,
+					  fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = impl;
+	}
+	InitFunctionCallInfoData(*inner, impl, fcinfo->nargs, fcinfo->fncollation,
+							 NULL, NULL);
+	for (i = 0; i < fcinfo->nargs; i++)
+		inner->args[i] = fcinfo->args[i];
+
+	admin_caller = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(inner);
+	}
+	PG_FINALLY();
+	{
+		admin_caller = save;
+	}
+	PG_END_TRY();
+	fcinfo->isnull = inner->isnull;
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(es_caller);
+
+/*
+ * es._caller(): the role that called the es admin function in progress,
+ * for its checks of that role's rights on the objects it names.
+ */
+Datum
+es_caller(PG_FUNCTION_ARGS)
+{
+	if (!OidIsValid(admin_caller))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("es._caller() is only available inside es admin functions")));
+	PG_RETURN_OID(admin_caller);
 }
 
 PG_FUNCTION_INFO_V1(es_registry_changed);

@@ -46,6 +46,40 @@ extern Oid	es_event_type_oid(void);
 extern Oid	es_rel_owner(Oid relid);
 extern void es_lock_stream_id(text *stream_id);
 
+/*
+ * es.c: who runs what, with which name resolution.
+ *
+ * Statements es runs itself are schema-qualified and run between
+ * es_internal_begin and es_internal_end, under search_path = pg_catalog,
+ * pg_temp whoever calls.  User code (handlers, upcasters, reducers) runs
+ * between es_usercode_begin and es_usercode_end: as "userid", under
+ * SECURITY_RESTRICTED_OPERATION, with the same pinned search_path, and
+ * every setting it changes is rolled back when it returns.  An error
+ * inside either is cleaned up by the (sub)transaction's abort.
+ */
+#define ES_SEARCH_PATH	"pg_catalog, pg_temp"
+
+typedef struct EsUserCode
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			guc_level;
+} EsUserCode;
+
+/* es.c: es's row types, whose shape the C code relies on */
+typedef enum EsRowType
+{
+	ES_ROW_EVENT,				/* es.event */
+	ES_ROW_NEW_EVENT			/* es.new_event */
+} EsRowType;
+
+extern void es_check_row_type(TupleDesc desc, EsRowType which);
+
+extern int	es_internal_begin(void);
+extern void es_internal_end(int level);
+extern void es_usercode_begin(EsUserCode *uc, Oid userid);
+extern void es_usercode_end(EsUserCode *uc);
+
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1
 #define Anum_events_stream_id		2

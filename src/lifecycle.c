@@ -229,6 +229,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 	SPITupleTable *streams;
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 
 	if (budget < 1)
 		ereport(ERROR,
@@ -239,7 +240,9 @@ es_scavenge(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
-	lifecycle_spi("SELECT stream_id FROM es.stream_metadata ORDER BY stream_id", 0, NULL, NULL);
+	guc_level = es_internal_begin();
+	lifecycle_spi("SELECT m.stream_id FROM ONLY es.stream_metadata m ORDER BY m.stream_id",
+				  0, NULL, NULL);
 	streams = SPI_tuptable;
 
 	/*
@@ -265,20 +268,25 @@ es_scavenge(PG_FUNCTION_ARGS)
 			values[0] = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
 			values[1] = Int64GetDatum(budget);
 			lifecycle_spi("WITH gone AS ("
-						  "  DELETE FROM es.events e WHERE e.ctid = ANY (ARRAY("
-						  "    SELECT x.ctid FROM es.events x JOIN es.stream_metadata m USING (stream_id)"
-						  "     WHERE x.stream_id = $1 AND es.event_hidden(m, x.stream_version, x.recorded_at)"
+						  "  DELETE FROM ONLY es.events e"
+						  "   WHERE e.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+						  "    SELECT x.ctid FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
+						  "        ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+						  "     WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
+						  "       AND es.event_hidden(m, x.stream_version, x.recorded_at)"
 						  "     ORDER BY x.stream_version LIMIT $2))"
 						  "  RETURNING e.stream_version) "
-						  "SELECT count(*), max(stream_version) FROM gone",
+						  "SELECT pg_catalog.count(*), pg_catalog.max(g.stream_version) FROM gone g",
 						  2, types, values);
 			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			if (removed == 0)
 				continue;
 			up_to = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 			values[1] = Int64GetDatum(up_to);
-			lifecycle_spi("UPDATE es.stream_metadata SET scavenged_to = greatest(scavenged_to, $2), "
-						  "updated_at = now() WHERE stream_id = $1", 2, types, values);
+			lifecycle_spi("UPDATE ONLY es.stream_metadata m"
+						  " SET scavenged_to = GREATEST(m.scavenged_to, $2),"
+						  " updated_at = pg_catalog.now()"
+						  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1", 2, types, values);
 			budget -= removed;
 			{
 				Datum		out[3];
@@ -298,6 +306,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
+	es_internal_end(guc_level);
 	return (Datum) 0;
 }
 

@@ -162,10 +162,12 @@ List *
 projection_load(const char *mode, const char *name, MemoryContext cxt)
 {
 	static const char *sql =
-		"SELECT name, handler::oid AS handler, event_types, paused, p.proowner"
-		" FROM es.projections JOIN pg_catalog.pg_proc p ON p.oid = handler"
-		" WHERE ($1 IS NULL OR mode = $1) AND ($2 IS NULL OR name = $2)"
-		" ORDER BY name";
+		"SELECT j.name, j.handler::pg_catalog.oid AS handler, j.event_types, j.paused,"
+		" p.proowner FROM ONLY es.projections j JOIN pg_catalog.pg_proc p"
+		" ON p.oid OPERATOR(pg_catalog.=) j.handler::pg_catalog.oid"
+		" WHERE ($1 IS NULL OR j.mode OPERATOR(pg_catalog.=) $1)"
+		" AND ($2 IS NULL OR j.name OPERATOR(pg_catalog.=) $2)"
+		" ORDER BY j.name";
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
@@ -174,6 +176,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 	List	   *result = NIL;
 	uint64		i;
 	int			rc;
+	int			guc_level;
 	SPIPlanPtr	plan;
 
 	values[0] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
@@ -183,7 +186,9 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_PROJECTIONS)),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	guc_level = es_internal_begin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
 	/*
@@ -208,31 +213,29 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	es_internal_end(guc_level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return result;
 }
 
 /*
- * Handlers run with search_path = pg_catalog, pg_temp wherever they are
- * called from (an appending session, a replay), so that they behave the same
- * everywhere: they qualify their tables, or carry their own SET search_path.
- * Returns the GUC nest level to pass to handlers_end.
+ * A batch of handler calls (an appended event, a replay, a projector
+ * batch) runs under search_path = pg_catalog, pg_temp, wherever it is
+ * called from, and each call also pins it again (projection_apply): handlers
+ * behave the same everywhere, and qualify their tables or carry their own
+ * SET search_path.  Returns the GUC nest level to pass to handlers_end.
  */
 int
 handlers_begin(void)
 {
-	int			level = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	return level;
+	return es_internal_begin();
 }
 
+/* The batch is done: the settings are the caller's again */
 void
 handlers_end(int level)
 {
-	AtEOXact_GUC(true, level);
+	es_internal_end(level);
 }
 
 /* Does the projection take events of this (upcast) type? */
@@ -275,15 +278,16 @@ projection_event_from_row(HeapTuple row, TupleDesc rowdesc)
 }
 
 /*
- * Hand one upcast event to a projection's handler, as the handler's owner.
- * Returns false when the projection's filter skips the event.
+ * Hand one upcast event to a projection's handler: as the handler's owner,
+ * security-restricted, with the pinned search_path and its settings rolled
+ * back when it returns (es_usercode_begin).  Returns false when the
+ * projection's filter skips the event.
  */
 bool
 projection_apply(Projection *p, HeapTuple event)
 {
 	LOCAL_FCINFO(fcinfo, 1);
-	Oid			save_userid;
-	int			save_sec;
+	EsUserCode	uc;
 	ApplyErrorContext c;
 	ErrorContextCallback errcb;
 	bool		isnull;
@@ -299,13 +303,12 @@ projection_apply(Projection *p, HeapTuple event)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(p->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	es_usercode_begin(&uc, p->owner);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = HeapTupleGetDatum(event);
 	fcinfo->args[0].isnull = false;
 	(void) FunctionCallInvoke(fcinfo);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	es_usercode_end(&uc);
 
 	error_context_stack = errcb.previous;
 	return true;

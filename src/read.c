@@ -64,28 +64,44 @@ static Datum read_text_array(List *names);
  * and is committed, so it is returned too.
  */
 #define XMIN_RULE \
-	" AND (xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))" \
-	" OR xid >= (SELECT pg_snapshot_xmax(pg_current_snapshot())))"
+	" AND (xid OPERATOR(pg_catalog.<) (SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))" \
+	" OR xid OPERATOR(pg_catalog.>=) (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())))"
 
 /* Events hidden by a delete or retention (only when some stream has a row) */
 #define HIDDEN_RULE(p) \
-	" AND (" p " IS NOT TRUE OR NOT EXISTS (SELECT 1 FROM es.stream_metadata m " \
-	"WHERE m.stream_id = events.stream_id " \
+	" AND (" p " IS NOT TRUE OR NOT EXISTS (SELECT 1 FROM ONLY es.stream_metadata m " \
+	"WHERE m.stream_id OPERATOR(pg_catalog.=) events.stream_id " \
 	"AND es.event_hidden(m, events.stream_version, events.recorded_at)))"
 
+/*
+ * The plans are prepared and run under search_path = pg_catalog, pg_temp
+ * (es_internal_begin), and name every type, function and operator with its
+ * schema besides: nothing in them resolves through the caller's names.
+ */
 #define ALL_QUERY(rule) \
-	"SELECT " READ_COLUMNS " FROM es.events " \
-	"WHERE global_position > $1 AND global_position < $2" rule \
-	" AND ($3::text[] IS NULL OR event_type = ANY ($3))" HIDDEN_RULE("$5::boolean") \
+	"SELECT " READ_COLUMNS " FROM ONLY es.events " \
+	"WHERE global_position OPERATOR(pg_catalog.>) $1" \
+	" AND global_position OPERATOR(pg_catalog.<) $2" rule \
+	" AND ($3::pg_catalog.text[] IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($3))" \
+	HIDDEN_RULE("$5::pg_catalog.bool") \
 	" ORDER BY global_position LIMIT $4"
 
 #define CATEGORY_QUERY(rule) \
-	"SELECT " READ_COLUMNS " FROM es.events " \
-	"WHERE split_part(stream_id, '-', 1) = $5 " \
-	"AND global_position > $1 AND global_position < $2" rule \
-	" AND ($7::int IS NULL OR " \
-	"(hashtextextended(stream_id, 0) & 9223372036854775807) % $7 = $6)" \
-	HIDDEN_RULE("$8::boolean") " ORDER BY global_position LIMIT $4"
+	"SELECT " READ_COLUMNS " FROM ONLY es.events " \
+	"WHERE pg_catalog.split_part(stream_id, '-', 1) OPERATOR(pg_catalog.=) $5 " \
+	"AND global_position OPERATOR(pg_catalog.>) $1" \
+	" AND global_position OPERATOR(pg_catalog.<) $2" rule \
+	" AND ($7::pg_catalog.int4 IS NULL OR " \
+	"(pg_catalog.hashtextextended(stream_id, 0) OPERATOR(pg_catalog.&) 9223372036854775807)" \
+	" OPERATOR(pg_catalog.%) $7 OPERATOR(pg_catalog.=) $6)" \
+	HIDDEN_RULE("$8::pg_catalog.bool") " ORDER BY global_position LIMIT $4"
+
+#define STREAM_QUERY(order) \
+	"SELECT " READ_COLUMNS " FROM ONLY es.events " \
+	"WHERE stream_id OPERATOR(pg_catalog.=) $1 AND stream_version OPERATOR(pg_catalog.>=) $2 " \
+	"AND ($3::pg_catalog.timestamptz IS NULL OR recorded_at OPERATOR(pg_catalog.<=) $3) " \
+	"AND ($5::pg_catalog.timestamptz IS NULL OR recorded_at OPERATOR(pg_catalog.>=) $5) " \
+	"ORDER BY stream_version" order " LIMIT $4"
 
 /* SQL text and argument types of each plan */
 static const struct
@@ -96,19 +112,11 @@ static const struct
 }			read_plan_defs[READ_NPLANS] =
 {
 	[READ_STREAM_FORWARD] = {
-		"SELECT " READ_COLUMNS " FROM es.events "
-		"WHERE stream_id = $1 AND stream_version >= $2 "
-		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
-		"AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
-		"ORDER BY stream_version LIMIT $4",
+		STREAM_QUERY(""),
 		5, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID}
 	},
 	[READ_STREAM_BACKWARD] = {
-		"SELECT " READ_COLUMNS " FROM es.events "
-		"WHERE stream_id = $1 AND stream_version >= $2 "
-		"AND ($3::timestamptz IS NULL OR recorded_at <= $3) "
-		"AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
-		"ORDER BY stream_version DESC LIMIT $4",
+		STREAM_QUERY(" DESC"),
 		5, {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID}
 	},
 	[READ_ALL] = {ALL_QUERY(""), 5, {INT8OID, INT8OID, TEXTARRAYOID, INT8OID, BOOLOID}},
@@ -122,9 +130,11 @@ static const struct
 		{INT8OID, INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT4OID, INT4OID, BOOLOID}
 	},
 	[READ_LAST_EVENT] = {
-		"SELECT " READ_COLUMNS " FROM es.events "
-		"WHERE stream_id = $1 AND ($2::text[] IS NULL OR event_type = ANY ($2)) "
-		"AND stream_version >= $4 AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
+		"SELECT " READ_COLUMNS " FROM ONLY es.events "
+		"WHERE stream_id OPERATOR(pg_catalog.=) $1 "
+		"AND ($2::pg_catalog.text[] IS NULL OR event_type OPERATOR(pg_catalog.=) ANY ($2)) "
+		"AND stream_version OPERATOR(pg_catalog.>=) $4 "
+		"AND ($5::pg_catalog.timestamptz IS NULL OR recorded_at OPERATOR(pg_catalog.>=) $5) "
 		"ORDER BY stream_version DESC LIMIT $3",
 		5, {TEXTOID, TEXTARRAYOID, INT8OID, INT8OID, TIMESTAMPTZOID}
 	},
@@ -225,11 +235,13 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	bool		more = true;
 	MemoryContext per_event;
 	MemoryContext old;
+	int			guc_level;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
 									  ALLOCSET_DEFAULT_SIZES);
 
+	guc_level = es_internal_begin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
 	if (snapshot)
@@ -291,6 +303,7 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	if (snapshot)
 		PopActiveSnapshot();
 	SPI_finish();
+	es_internal_end(guc_level);
 	MemoryContextDelete(per_event);
 }
 
@@ -301,12 +314,14 @@ read_last_stored_version(text *stream_id)
 	Datum		values[5];
 	char		nulls[5] = {' ', 'n', ' ', ' ', 'n'};
 	int64		version = 0;
+	int			guc_level;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = values[4] = (Datum) 0;
 	values[2] = Int64GetDatum(1);
 	values[3] = Int64GetDatum(0);
 
+	guc_level = es_internal_begin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
 	if (SPI_execute_plan(read_plan(READ_LAST_EVENT), values, nulls, true, 1) != SPI_OK_SELECT)
@@ -320,6 +335,7 @@ read_last_stored_version(text *stream_id)
 											  READ_ATT_STREAM_VERSION, &isnull));
 	}
 	SPI_finish();
+	es_internal_end(guc_level);
 	return version;
 }
 
@@ -365,10 +381,12 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
 	Portal		portal;
+	int			guc_level;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[2] = values[3] = (Datum) 0;
 
+	guc_level = es_internal_begin();
 	upcast_begin();
 	values[1] = Int64GetDatum(read_visible_from(stream_id, from_version,
 												&values[4], &nulls[4]));
@@ -390,6 +408,7 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 	SPI_cursor_close(portal);
 	SPI_finish();
 	upcast_end();
+	es_internal_end(guc_level);
 }
 
 PG_FUNCTION_INFO_V1(es_read_stream);
@@ -630,6 +649,7 @@ es_last_event(PG_FUNCTION_ARGS)
 	HeapTuple	result = NULL;
 	List	   *types = NIL;
 	Portal		portal;
+	int			guc_level;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = values[2] = (Datum) 0;
@@ -638,6 +658,7 @@ es_last_event(PG_FUNCTION_ARGS)
 		elog(ERROR, "es: last_event must return a composite type");
 	desc = BlessTupleDesc(desc);
 
+	guc_level = es_internal_begin();
 	upcast_begin();
 	values[3] = Int64GetDatum(read_visible_from(stream_id, 0, &values[4], &nulls[4]));
 	if (!PG_ARGISNULL(1))
@@ -683,6 +704,7 @@ es_last_event(PG_FUNCTION_ARGS)
 	SPI_cursor_close(portal);
 	SPI_finish();
 	upcast_end();
+	es_internal_end(guc_level);
 
 	if (result == NULL)
 		PG_RETURN_NULL();

@@ -31,6 +31,8 @@
 #include "nodes/makefuncs.h"
 #include "nodes/params.h"
 #include "optimizer/optimizer.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -66,6 +68,7 @@ typedef struct FoldState
 	int64		version;		/* of the last event folded */
 	int64		folded;
 	const char *stream_id;
+	Oid			userid;			/* the caller: the reducer runs as that role */
 } FoldState;
 
 /* A function changed: the compiled reducer may be stale */
@@ -90,6 +93,7 @@ fold_compile(Oid funcoid)
 	Param	   *state_param;
 	Param	   *event_param;
 	FuncExpr   *call;
+	EsUserCode	uc;
 
 	if (fold_reducer != NULL && fold_reducer->funcoid == funcoid &&
 		fold_reducer->event_type == event_type)
@@ -141,7 +145,10 @@ fold_compile(Oid funcoid)
 
 	call = makeFuncExpr(funcoid, JSONBOID, list_make2(state_param, event_param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	/* planning may run the reducer's immutable parts: as the caller, restricted */
+	es_usercode_begin(&uc, GetUserId());
 	r->expr = ExecInitExpr(expression_planner((Expr *) call), NULL);
+	es_usercode_end(&uc);
 	r->econtext = CreateStandaloneExprContext();
 	r->params = makeParamList(2);
 	r->params->numParams = 2;
@@ -173,6 +180,7 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 	Datum		result;
 	bool		isnull;
 	MemoryContext old;
+	EsUserCode	uc;
 
 	heap_deform_tuple(tuple, desc, values, nulls);
 	f->version = DatumGetInt64(values[READ_ATT_STREAM_VERSION - 1]);
@@ -188,7 +196,9 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 	r->params->params[1].ptype = r->event_type;
 	r->econtext->ecxt_param_list_info = r->params;
 
+	es_usercode_begin(&uc, f->userid);
 	result = ExecEvalExpr(r->expr, r->econtext, &isnull);
+	es_usercode_end(&uc);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -221,10 +231,9 @@ static Oid	fold_save_userid;
 static int	fold_save_sec;
 
 /*
- * Automatic snapshots are the extension's doing, not the caller's: their
- * settings are read and their rows written as the owner of es.snapshots,
- * so anybody who may fold may also trigger them.  (On error the
- * transaction's abort restores the user.)
+ * The snapshot intervals are read as the owner of es.snapshot_intervals,
+ * so that anybody who may fold finds them.  (On error the transaction's
+ * abort restores the user.)
  */
 static void
 fold_as_owner_begin(void)
@@ -242,6 +251,28 @@ fold_as_owner_end(void)
 	SetUserIdAndSecContext(fold_save_userid, fold_save_sec);
 }
 
+/* The caller must have EXECUTE on the reducer: it runs with its rights */
+static void
+fold_check_execute(Oid funcoid)
+{
+	AclResult	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, format_procedure(funcoid));
+}
+
+/* True when the caller may run es.save_snapshot (and so save automatically) */
+static bool
+fold_may_save_snapshot(void)
+{
+	Oid			argtypes[4] = {TEXTOID, INT8OID, JSONBOID, TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString("es"), makeString("save_snapshot")),
+									4, argtypes, true);
+
+	return OidIsValid(fn) &&
+		pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+}
+
 PG_FUNCTION_INFO_V1(es_fold);
 
 /* es.fold(stream_id, reducer, initial, snapshot_type) */
@@ -255,6 +286,7 @@ es_fold(PG_FUNCTION_ARGS)
 	int64		snapshot_version = 0;
 	int64		interval = 0;
 	Jsonb	   *result;
+	int			guc_level;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -268,6 +300,9 @@ es_fold(PG_FUNCTION_ARGS)
 
 	memset(&f, 0, sizeof(f));
 	f.stream_id = text_to_cstring(stream_id);
+	f.userid = GetUserId();
+	fold_check_execute(PG_GETARG_OID(1));
+	guc_level = es_internal_begin();
 	f.reducer = fold_compile(PG_GETARG_OID(1));
 	f.event_desc = lookup_rowtype_tupdesc_copy(f.reducer->event_type, -1);
 	f.state_cxt = AllocSetContextCreate(CurrentMemoryContext, "es fold state",
@@ -286,7 +321,7 @@ es_fold(PG_FUNCTION_ARGS)
 
 		values[0] = PointerGetDatum(stream_id);
 		values[1] = PG_GETARG_DATUM(3);
-		if (fold_spi("SELECT version, state FROM es.load_snapshot($1, $2)",
+		if (fold_spi("SELECT s.version, s.state FROM es.load_snapshot($1, $2) s",
 					 2, types, values) > 0)
 		{
 			bool		isnull;
@@ -301,7 +336,8 @@ es_fold(PG_FUNCTION_ARGS)
 			MemoryContextSwitchTo(old);
 		}
 		fold_as_owner_begin();
-		if (fold_spi("SELECT every FROM es.snapshot_intervals WHERE snapshot_type = $1",
+		if (fold_spi("SELECT i.every FROM ONLY es.snapshot_intervals i"
+					 " WHERE i.snapshot_type OPERATOR(pg_catalog.=) $1",
 					 1, types, &values[1]) > 0)
 		{
 			bool		isnull;
@@ -320,8 +356,13 @@ es_fold(PG_FUNCTION_ARGS)
 	read_stream_each(stream_id, snapshot_version + 1, fold_event, &f);
 	error_context_stack = errcb.previous;
 
-	/* automatic snapshot: enough events folded, and we may write */
-	if (interval > 0 && f.folded >= interval && !XactReadOnly && !RecoveryInProgress())
+	/*
+	 * Automatic snapshot: enough events folded, we may write, and the caller
+	 * may save snapshots itself.  It is saved as the caller: a snapshot is a
+	 * state that other roles' folds trust, and the caller chose the reducer.
+	 */
+	if (interval > 0 && f.folded >= interval && !XactReadOnly &&
+		!RecoveryInProgress() && fold_may_save_snapshot())
 	{
 		Oid			types[4] = {TEXTOID, INT8OID, JSONBOID, TEXTOID};
 		Datum		values[4];
@@ -330,11 +371,10 @@ es_fold(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(f.version);
 		values[2] = JsonbPGetDatum(f.state);
 		values[3] = PG_GETARG_DATUM(3);
-		fold_as_owner_begin();
 		fold_spi("SELECT es.save_snapshot($1, $2, $3, $4)", 4, types, values);
-		fold_as_owner_end();
 	}
 	SPI_finish();
+	es_internal_end(guc_level);
 
 	result = (Jsonb *) MemoryContextAlloc(caller, VARSIZE(f.state));
 	memcpy(result, f.state, VARSIZE(f.state));

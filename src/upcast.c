@@ -64,6 +64,7 @@ typedef struct UpcastStep
 	char	   *to_type;		/* NUL-terminated; the same type when not renamed */
 	bool		renames_type;
 	Oid			funcoid;		/* InvalidOid when there is no function */
+	Oid			owner;			/* the function's owner: it runs as that role */
 	ExprState  *expr;			/* fn($1), compiled on first use */
 	int			nrename;		/* declarative edits: rename old -> new */
 	char	  **rename_from;
@@ -178,6 +179,7 @@ upcast_load(void)
 	uint64		i;
 	Oid			save_userid;
 	int			save_sec;
+	int			guc_level;
 
 	if (upcast_cxt == NULL)
 		upcast_cxt = AllocSetContextCreate(CacheMemoryContext, "es upcasters",
@@ -210,13 +212,17 @@ upcast_load(void)
 	SetUserIdAndSecContext(es_rel_owner(upcast_registry_relid),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	guc_level = es_internal_begin();
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "es: SPI_connect failed");
-		if (SPI_execute("SELECT event_type, from_schema_version, upcaster::oid, "
-						"to_event_type, rename_fields, add_fields, remove_fields "
-						"FROM es.upcaster_steps", true, 0) != SPI_OK_SELECT)
+		if (SPI_execute("SELECT s.event_type, s.from_schema_version, "
+						"s.upcaster::pg_catalog.oid, s.to_event_type, s.rename_fields, "
+						"s.add_fields, s.remove_fields, p.proowner "
+						"FROM ONLY es.upcaster_steps s LEFT JOIN pg_catalog.pg_proc p "
+						"ON p.oid OPERATOR(pg_catalog.=) s.upcaster::pg_catalog.oid",
+						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "es: cannot read es.upcaster_steps");
 	}
 	PG_CATCH();
@@ -225,14 +231,15 @@ upcast_load(void)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	es_internal_end(guc_level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		v[7];
-		bool		n[7];
+		Datum		v[8];
+		bool		n[8];
 		UpcastKey	key;
 		UpcastStep *step;
 		bool		found;
@@ -246,6 +253,15 @@ upcast_load(void)
 		key.version = DatumGetInt32(v[1]);
 		step = hash_search(upcast_steps, &key, HASH_ENTER, &found);
 		step->funcoid = n[2] ? InvalidOid : DatumGetObjectId(v[2]);
+		if (OidIsValid(step->funcoid) && n[7])
+		{
+			upcast_valid = false;
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("the upcaster function %u of \"%s\" version %d does not exist",
+							step->funcoid, type, key.version)));
+		}
+		step->owner = n[7] ? InvalidOid : DatumGetObjectId(v[7]);
 		step->expr = NULL;
 		step->renames_type = !n[3];
 		step->to_type = n[3] ? type : TextDatumGetCString(v[3]);
@@ -325,7 +341,11 @@ upcast_find(const char *type, int len, int32 version)
 	return hash_search(upcast_steps, &key, HASH_FIND, NULL);
 }
 
-/* Compile fn($1) for a function step: the planner inlines SQL functions */
+/*
+ * Compile fn($1) for a function step: the planner inlines SQL functions.
+ * As the function's owner, under the pinned search_path: what the inlined
+ * body names, and the right to execute it, are the owner's.
+ */
 static ExprState *
 upcast_compile(UpcastStep *step)
 {
@@ -334,6 +354,7 @@ upcast_compile(UpcastStep *step)
 	FuncExpr   *call;
 	Expr	   *planned;
 	ExprState  *state;
+	EsUserCode	uc;
 
 	param->paramkind = PARAM_EXTERN;
 	param->paramid = 1;
@@ -343,8 +364,10 @@ upcast_compile(UpcastStep *step)
 	param->location = -1;
 	call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	es_usercode_begin(&uc, step->owner);
 	planned = expression_planner((Expr *) call);
 	state = ExecInitExpr(planned, NULL);
+	es_usercode_end(&uc);
 
 	if (upcast_params == NULL)
 	{
@@ -373,13 +396,14 @@ upcast_error_callback(void *arg)
 			   OidIsValid(c->step->funcoid) ? format_procedure(c->step->funcoid) : "");
 }
 
-/* Run a step's function on the data */
+/* Run a step's function on the data, as the function's owner (es_usercode_begin) */
 static Jsonb *
 upcast_call(UpcastStep *step, Jsonb *data)
 {
 	Datum		result;
 	bool		isnull;
 	Jsonb	   *out;
+	EsUserCode	uc;
 
 	if (step->expr == NULL)
 		step->expr = upcast_compile(step);
@@ -396,7 +420,9 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	upcast_params->params[0].ptype = JSONBOID;
 	upcast_econtext->ecxt_param_list_info = upcast_params;
 
+	es_usercode_begin(&uc, step->owner);
 	result = ExecEvalExpr(step->expr, upcast_econtext, &isnull);
+	es_usercode_end(&uc);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -109,7 +109,7 @@ SELECT throws_ok($$ SELECT es.fold('lt-acct', 'lt_text(jsonb, es.event)') $$, '4
     'a reducer with the wrong result type is refused');
 SELECT throws_ok($$ SELECT es.fold('lt-acct', NULL) $$, '22004', NULL, 'a NULL reducer is refused');
 SELECT throws_ok($$ SELECT es.fold('lt-acct', 'lt_null(jsonb, es.event)', '{}', NULL) $$, '22004',
-    'reducer lt_null(jsonb,es.event) returned NULL', 'a reducer returning NULL is an error');
+    'reducer public.lt_null(jsonb,es.event) returned NULL', 'a reducer returning NULL is an error');
 SELECT throws_ok($$ SELECT es.fold('lt-acct', 'lt_raise(jsonb, es.event)', '{}', NULL) $$, 'P0001',
     'lt reducer refuses LtOpened', 'a reducer''s own error reaches the caller');
 SELECT is((SELECT count(*) FROM es.snapshots), :snapshots_before::bigint,

@@ -483,6 +483,25 @@ SELECT es.create_projection('pju_async', 'public.pju_async_count(es.event)',
 SELECT es.wait_for_projection('pju_async', timeout => '30 seconds');
 SELECT * FROM pju_async ORDER BY stream_id;
 SELECT name, mode, status, last_position, lag_events FROM es.projection_status ORDER BY name;
+-- 0.3.0 -> 0.4.0: both go on; the admin entry points keep their grants
+GRANT EXECUTE ON FUNCTION es.rebuild_projection(text) TO PUBLIC;
+ALTER EXTENSION es UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es';
+SELECT p.proname, l.lanname, p.prosecdef,
+       pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE') AS public_may
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'es'::regnamespace
+   AND p.proname IN ('create_projection', 'rebuild_projection', 'register_upcaster',
+                     '_create_projection', '_rebuild_projection', '_register_upcaster')
+ ORDER BY p.proname;
+REVOKE EXECUTE ON FUNCTION es.rebuild_projection(text) FROM PUBLIC;
+SELECT es.append_event('pju-3', 'PjOpened', '{}');
+SELECT es.wait_for_projection('pju_async', timeout => '30 seconds');
+SELECT c.stream_id, c.n, es.stream_version(c.stream_id) AS stream_version
+  FROM pju_counts c ORDER BY stream_id;
+SELECT * FROM pju_async ORDER BY stream_id;
+SELECT es.rebuild_projection('pju');
+SELECT * FROM pju_counts ORDER BY stream_id;
 SELECT es.drop_projection('pju_async');
 SELECT es.drop_projection('pju');
 DROP FUNCTION pju_count(es.event);
