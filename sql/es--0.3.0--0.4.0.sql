@@ -99,6 +99,13 @@ $$;
 COMMENT ON FUNCTION es._check_projection_table(regclass, text) IS
     'Internal: fails unless the calling role (es._caller()) may truncate the table, a permanent table of a projection.';
 
+-- A rebuild truncates a projection's tables as their owner: their TRUNCATE
+-- triggers must not run as the extension's owner.
+CREATE FUNCTION es._truncate_as_owner(t regclass, projection text) RETURNS void
+AS 'MODULE_PATHNAME', 'es_truncate_as_owner' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION es._truncate_as_owner(regclass, text) IS
+    'Internal: truncates a table of a projection being rebuilt, as the table''s owner, security-restricted.';
+
 -- ---------------------------------------------------------------------------
 -- The implementations, SECURITY DEFINER, called only by their entry points
 -- ---------------------------------------------------------------------------
@@ -310,7 +317,7 @@ BEGIN
          WHERE projections.name = p.name;
         FOREACH t IN ARRAY p.tables LOOP
             PERFORM es._check_projection_table(t, p.name);
-        EXECUTE format('TRUNCATE %s', t);
+        PERFORM es._truncate_as_owner(t, p.name);
         END LOOP;
         DELETE FROM es.projection_errors e WHERE e.projection = p.name;
         PERFORM es._projector_wake();
@@ -320,7 +327,7 @@ BEGIN
     p := es._projection_lookup(name);
     FOREACH t IN ARRAY p.tables LOOP
         PERFORM es._check_projection_table(t, p.name);
-        EXECUTE format('TRUNCATE %s', t);
+        PERFORM es._truncate_as_owner(t, p.name);
     END LOOP;
     UPDATE es.projections SET paused = false, paused_at_position = NULL
      WHERE projections.name = p.name;
@@ -369,7 +376,62 @@ REVOKE EXECUTE ON FUNCTION
     es._caller(),
     es._check_function_owner(regprocedure, text),
     es._check_projection_table(regclass, text),
+    es._truncate_as_owner(regclass, text),
     es._register_upcaster(text, int, regprocedure, text, jsonb, jsonb, text[]),
     es._create_projection(text, regprocedure, text[], text, regclass[], text),
     es._rebuild_projection(text)
 FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+-- The append-only guard covers every object of the extension
+-- ---------------------------------------------------------------------------
+
+-- Positions are unique by constraint, no longer only by construction:
+-- setval() on the sequence is a function call that no event trigger sees,
+-- and a duplicate position would make gap-safe readers and projections
+-- skip or repeat events.  The index keeps its name (the C code opens it by
+-- name).  An existing duplicate makes the update fail, with a hint.
+DROP INDEX es.events_global_position_idx;
+DO $$
+DECLARE
+    detail text;
+BEGIN
+    CREATE UNIQUE INDEX events_global_position_idx ON es.events (global_position);
+EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RAISE EXCEPTION 'es.events holds several events at the same global_position'
+        USING ERRCODE = '23505',
+              DETAIL = detail,
+              HINT = 'Positions were reused after setval() moved es.events_global_position_seq back; es 0.4.0 needs each position once.';
+END
+$$;
+
+-- The event trigger sees every command that could alter, rename, move or
+-- drop an object of es, make a child of one of its tables, or change the
+-- extension's members (tags cannot be added to an event trigger in place).
+DROP EVENT TRIGGER es_ddl_guard;
+CREATE EVENT TRIGGER es_ddl_guard ON ddl_command_start
+    WHEN TAG IN (
+        'ALTER AGGREGATE', 'ALTER DOMAIN', 'ALTER EXTENSION',
+        'ALTER FOREIGN TABLE', 'ALTER FUNCTION', 'ALTER INDEX',
+        'ALTER MATERIALIZED VIEW', 'ALTER PROCEDURE', 'ALTER ROUTINE',
+        'ALTER RULE', 'ALTER SCHEMA', 'ALTER SEQUENCE', 'ALTER TABLE',
+        'ALTER TRIGGER', 'ALTER TYPE', 'ALTER VIEW',
+        'CREATE FOREIGN TABLE', 'CREATE FUNCTION', 'CREATE INDEX',
+        'CREATE PROCEDURE', 'CREATE RULE', 'CREATE SCHEMA', 'CREATE TABLE',
+        'CREATE TRIGGER', 'CREATE VIEW',
+        'DROP AGGREGATE', 'DROP DOMAIN', 'DROP FOREIGN TABLE',
+        'DROP FUNCTION', 'DROP INDEX', 'DROP MATERIALIZED VIEW',
+        'DROP PROCEDURE', 'DROP ROUTINE', 'DROP RULE', 'DROP SEQUENCE',
+        'DROP TABLE', 'DROP TRIGGER', 'DROP TYPE', 'DROP VIEW')
+    EXECUTE FUNCTION es.ddl_guard();
+ALTER EVENT TRIGGER es_ddl_guard ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER es_ddl_guard IS
+    'Refuses DDL that would disable the append-only triggers of es.events, make a child table of it, or alter, rename, move or drop an object of es.';
+COMMENT ON FUNCTION es.ddl_guard() IS
+    'Event trigger function that keeps es.events append-only and the objects of es as its scripts define them.';
+
+-- The sql_drop guards read es's tables, which most roles may not even see:
+-- as SECURITY DEFINER (their search_path is pinned since they were made),
+-- a role without rights on schema es can drop its own objects again.
+ALTER FUNCTION es.projection_drop_guard() SECURITY DEFINER;
+ALTER FUNCTION es.upcaster_drop_guard() SECURITY DEFINER;

@@ -636,8 +636,12 @@ es_append(PG_FUNCTION_ARGS)
 					 errmsg("event %d must not be null", i + 1)));
 		rec = DatumGetHeapTupleHeader(elems[i]);
 		if (desc == NULL)
+		{
 			desc = lookup_rowtype_tupdesc_copy(HeapTupleHeaderGetTypeId(rec),
 											   HeapTupleHeaderGetTypMod(rec));
+			/* f and fn hold es.new_event's 5 attributes, no more */
+			es_check_row_type(desc, ES_ROW_NEW_EVENT);
+		}
 		tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
 		ItemPointerSetInvalid(&tuple.t_self);
 		tuple.t_tableOid = InvalidOid;

@@ -175,6 +175,7 @@ extern bool projection_inline_active(void);
 extern TupleDesc projection_event_desc_get(bool recheck);
 extern Projection *projection_from_row(HeapTuple tup, TupleDesc desc,
 									   MemoryContext cxt);
+extern void projection_truncate_as_owner(Oid relid, const char *projection);
 extern int	handlers_begin(void);
 extern void handlers_end(int level);
 

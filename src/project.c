@@ -23,12 +23,14 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -105,9 +107,21 @@ projection_event_desc_get(bool recheck)
 	if (event_desc == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	desc = lookup_rowtype_tupdesc_copy(es_event_type_oid(), -1);
 
-		event_desc = BlessTupleDesc(lookup_rowtype_tupdesc_copy(es_event_type_oid(), -1));
 		MemoryContextSwitchTo(old);
+		/* events are built with es.event's 9 attributes, no more */
+		PG_TRY();
+		{
+			es_check_row_type(desc, ES_ROW_EVENT);
+		}
+		PG_CATCH();
+		{
+			FreeTupleDesc(desc);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		event_desc = BlessTupleDesc(desc);
 	}
 	return event_desc;
 }
@@ -485,4 +499,64 @@ es_project_inline(PG_FUNCTION_ARGS)
 	handlers_end(guc_level);
 	upcast_end();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Truncate a table of a projection being rebuilt (by es.rebuild_projection
+ * or by the projector), as the table's owner, security-restricted, under
+ * es's search_path: what the TRUNCATE runs (the table's TRUNCATE triggers,
+ * a foreign table's wrapper) runs with the rights of that owner, who may
+ * truncate the table anyway, never with the projector's or the extension
+ * owner's (a superuser's).  The relation is locked by OID before its name
+ * is read, so the name is its own until we commit.  A table dropped since
+ * is skipped ("projection" names it in the warning).  In SPI.
+ */
+void
+projection_truncate_as_owner(Oid relid, const char *projection)
+{
+	HeapTuple	tup;
+	Form_pg_class form;
+	Oid			owner;
+	char	   *name;
+	EsUserCode	uc;
+
+	LockRelationOid(relid, AccessExclusiveLock);
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+	{
+		UnlockRelationOid(relid, AccessExclusiveLock);
+		ereport(WARNING,
+				(errmsg("table %u of projection \"%s\" no longer exists; not truncated",
+						relid, projection)));
+		return;
+	}
+	form = (Form_pg_class) GETSTRUCT(tup);
+	owner = form->relowner;
+	name = quote_qualified_identifier(get_namespace_name(form->relnamespace),
+									  NameStr(form->relname));
+	ReleaseSysCache(tup);
+
+	es_usercode_begin(&uc, owner);
+	if (SPI_execute(psprintf("TRUNCATE TABLE %s", name), false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "es: could not truncate %s", name);
+	es_usercode_end(&uc);
+}
+
+PG_FUNCTION_INFO_V1(es_truncate_as_owner);
+
+/*
+ * es._truncate_as_owner(table, projection): es._rebuild_projection's
+ * TRUNCATE (projection_truncate_as_owner), so that the table's TRUNCATE
+ * triggers do not run as the extension's owner, a superuser.
+ */
+Datum
+es_truncate_as_owner(PG_FUNCTION_ARGS)
+{
+	int			guc_level = es_internal_begin();
+
+	SPI_connect();
+	projection_truncate_as_owner(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	SPI_finish();
+	es_internal_end(guc_level);
+	PG_RETURN_VOID();
 }

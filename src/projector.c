@@ -22,6 +22,14 @@
  * the projector waits until the transactions it decoded have left the
  * ProcArray, so every transaction that ends at or before L0 is in S.
  *
+ * The projector connects as the bootstrap superuser: it pins who it is and
+ * its settings whatever the database's settings say, names every object
+ * its statements use with its schema, uses the publication and the slot
+ * only once verified to be es's own, keeps the decoded rows of es.events
+ * only, and runs user code (handlers, upcasters, the truncation of a
+ * projection's tables) as the code's or the table's owner, never as
+ * itself.
+ *
  * A paused or failed projection keeps its checkpoint, which holds the
  * slot (and WAL) back; the projector says so in the log.  When it becomes
  * active again, decoding restarts from the slot, and the projections that
@@ -43,6 +51,7 @@
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -68,6 +77,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -163,6 +173,18 @@ static XLogRecPtr active_floor = InvalidXLogRecPtr;	/* lowest running checkpoint
 static TimestampTz slot_saved_at = 0;
 static TimestampTz last_batch_at = 0;
 static ProjectorDb *my_db = NULL;
+
+/*
+ * es.events, as of the last attach: the decoder keeps the inserts of that
+ * relation only, whatever the publication publishes.
+ */
+static Oid	events_relid = InvalidOid;
+static bool foreign_relation_logged = false;
+
+/* Why the projector waits instead of attaching (NULL: it does not) */
+static const char *waiting_for = NULL;
+static TimestampTz waiting_logged_at = 0;
+static TimestampTz attach_retry_at = 0;
 
 PGDLLEXPORT void es_launcher_main(Datum arg);
 PGDLLEXPORT void es_projector_main(Datum arg);
@@ -459,15 +481,19 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 		Datum		values[1] = {PG_GETARG_DATUM(0)};
 		TransactionId xid = InvalidTransactionId;
 		bool		isnull;
+		int			guc_level;
 
+		guc_level = es_internal_begin();
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT xmin FROM es.events WHERE global_position = $1",
+		if (SPI_execute_with_args("SELECT e.xmin FROM ONLY es.events e"
+								  " WHERE e.global_position OPERATOR(pg_catalog.=) $1",
 								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "es: could not read es.events");
 		if (SPI_processed > 0)
 			xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
 													  SPI_tuptable->tupdesc, 1, &isnull));
 		SPI_finish();
+		es_internal_end(guc_level);
 		/* not there yet, or our own append: not committed */
 		if (!TransactionIdIsValid(xid) || TransactionIdIsCurrentTransactionId(xid))
 			PG_RETURN_NULL();
@@ -623,6 +649,24 @@ decode_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	resetStringInfo(ctx->out);
 }
 
+/*
+ * pgoutput sent a change of a relation that is not es.events: the
+ * publication publishes more than es's own (it is verified when the
+ * projector attaches, so only a superuser could have changed it since).
+ * Its rows are ignored; say so once per attach.
+ */
+static void
+decode_foreign_relation(LogicalRepRelId relid)
+{
+	if (foreign_relation_logged)
+		return;
+	foreign_relation_logged = true;
+	ereport(WARNING,
+			(errmsg("es projector: ignoring the decoded changes of relation %u, which is not es.events",
+					relid),
+			 errhint("The publication es_events must publish es.events only.")));
+}
+
 /* pgoutput's messages: keep the positions of each committed transaction */
 static void
 decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
@@ -648,11 +692,25 @@ decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 				current->positions = palloc(sizeof(int64) * 8);
 				break;
 			}
+		case LOGICAL_REP_MSG_RELATION:
+			{
+				LogicalRepRelation *rel = logicalrep_read_rel(&in);
+
+				if (rel->remoteid != events_relid)
+					decode_foreign_relation(rel->remoteid);
+				break;
+			}
 		case LOGICAL_REP_MSG_INSERT:
 			{
 				LogicalRepTupleData tup;
+				LogicalRepRelId relid = logicalrep_read_insert(&in, &tup);
 
-				(void) logicalrep_read_insert(&in, &tup);
+				/* a row of another relation is no event position */
+				if (relid != events_relid)
+				{
+					decode_foreign_relation(relid);
+					break;
+				}
 				if (current != NULL && tup.ncols >= 1 &&
 					tup.colstatus[0] == LOGICALREP_COLUMN_TEXT)
 				{
@@ -683,7 +741,7 @@ decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 				break;
 			}
 		default:
-			/* relation, type and origin messages: not needed */
+			/* type and origin messages, other changes: not needed */
 			break;
 	}
 	MemoryContextSwitchTo(old);
@@ -928,11 +986,12 @@ park_event(AsyncProjection *ap, int64 position, ApplyUnit *u)
 	if (SPI_execute_with_args(
 							  "INSERT INTO es.projection_errors AS pe"
 							  " (projection, global_position, event_type, sqlstate, message)"
-							  " SELECT $1, $2, coalesce((SELECT e.event_type FROM es.events e"
-							  "   WHERE e.global_position = $2), ''), $3, $4"
+							  " SELECT $1, $2, coalesce((SELECT e.event_type FROM ONLY es.events e"
+							  "   WHERE e.global_position OPERATOR(pg_catalog.=) $2), ''), $3, $4"
 							  " ON CONFLICT (projection, global_position) DO UPDATE"
-							  " SET attempts = pe.attempts + 1, sqlstate = excluded.sqlstate,"
-							  "     message = excluded.message, last_failed_at = now()",
+							  " SET attempts = pe.attempts OPERATOR(pg_catalog.+) 1,"
+							  "     sqlstate = excluded.sqlstate, message = excluded.message,"
+							  "     last_failed_at = pg_catalog.now()",
 							  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "es projector: could not park an event");
 	SPI_finish();
@@ -1083,12 +1142,14 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 }
 
 static KeptPlan load_plan = {
-	"SELECT p.name, p.handler::oid AS handler, p.event_types, p.paused,"
+	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused,"
 	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position,"
 	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
 	"       p.failed_at IS NOT NULL AS failed"
-	"  FROM es.projections p JOIN pg_catalog.pg_proc pr ON pr.oid = p.handler"
-	" WHERE p.mode = 'async' AND ($1 IS NULL OR p.name = $1)"
+	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr"
+	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'"
+	"   AND ($1 IS NULL OR p.name OPERATOR(pg_catalog.=) $1)"
 	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
 };
 
@@ -1152,15 +1213,15 @@ is_active(AsyncProjection *ap)
 }
 
 static KeptPlan save_live_plan = {
-	"UPDATE es.projections SET applied_lsn = $2,"
+	"UPDATE ONLY es.projections SET applied_lsn = $2,"
 	"       last_position = greatest(last_position, $3),"
-	"       last_applied_at = CASE WHEN $4 THEN now() ELSE last_applied_at END,"
+	"       last_applied_at = CASE WHEN $4 THEN pg_catalog.now() ELSE last_applied_at END,"
 	"       live_snapshot = CASE WHEN $5 THEN NULL ELSE live_snapshot END,"
 	"       live_snapshot_lsn = CASE WHEN $5 THEN NULL ELSE live_snapshot_lsn END,"
-	"       failed_at = CASE WHEN $6 IS NULL THEN failed_at ELSE now() END,"
+	"       failed_at = CASE WHEN $6 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
 	"       last_error = coalesce($6, last_error),"
 	"       last_error_position = coalesce($7, last_error_position)"
-	" WHERE name = $1", NULL
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
 };
 
 /* Store a projection's checkpoint (and its error, if it stopped) */
@@ -1188,17 +1249,17 @@ save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot)
 }
 
 static KeptPlan save_catchup_plan = {
-	"UPDATE es.projections SET caught_up_to = $2,"
+	"UPDATE ONLY es.projections SET caught_up_to = $2,"
 	"       last_position = greatest(last_position, $2),"
-	"       last_applied_at = now(),"
+	"       last_applied_at = pg_catalog.now(),"
 	"       phase = CASE WHEN $3 THEN 'live' ELSE phase END,"
 	"       applied_lsn = CASE WHEN $3 THEN $4 ELSE applied_lsn END,"
 	"       live_snapshot = CASE WHEN $3 THEN $5 ELSE live_snapshot END,"
 	"       live_snapshot_lsn = CASE WHEN $3 THEN $6 ELSE live_snapshot_lsn END,"
-	"       failed_at = CASE WHEN $7 IS NULL THEN failed_at ELSE now() END,"
+	"       failed_at = CASE WHEN $7 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
 	"       last_error = coalesce($7, last_error),"
 	"       last_error_position = coalesce($8, last_error_position)"
-	" WHERE name = $1", NULL
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
 };
 
 static void
@@ -1319,8 +1380,10 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	bool		rewind = false;
 	bool		any = false;
 	List	   *active = NIL;
+	int			guc_level;
 
 	StartTransactionCommand();
+	guc_level = es_internal_begin();
 	MemoryContextSwitchTo(batch_cxt);
 
 	/* the decoded transactions must be visible to the snapshot below */
@@ -1336,6 +1399,7 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	if (!extension_ready())
 	{
 		PopActiveSnapshot();
+		es_internal_end(guc_level);
 		CommitTransactionCommand();
 		MemoryContextDelete(batch_cxt);
 		return BATCH_NOTHING;
@@ -1438,6 +1502,7 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	}
 
 	PopActiveSnapshot();
+	es_internal_end(guc_level);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(batch_cxt);
@@ -1544,9 +1609,11 @@ catchup_step(const char *name)
 	bool		more = false;
 	bool		went_live;
 	ApplyUnit	u;
+	int			guc_level;
 
 	/* a batch below the horizon */
 	StartTransactionCommand();
+	guc_level = es_internal_begin();
 	MemoryContextSwitchTo(step_cxt);
 	snap = horizon_snapshot(&low);
 	PushActiveSnapshot(snap);
@@ -1556,6 +1623,7 @@ catchup_step(const char *name)
 	{
 		PopActiveSnapshot();
 		UnregisterSnapshot(snap);
+		es_internal_end(guc_level);
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextDelete(step_cxt);
@@ -1579,6 +1647,7 @@ catchup_step(const char *name)
 		save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
 	PopActiveSnapshot();
 	UnregisterSnapshot(snap);
+	es_internal_end(guc_level);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(TopMemoryContext);
 
@@ -1591,6 +1660,7 @@ catchup_step(const char *name)
 	/* the switch: S before anything else in the transaction */
 	MemoryContextReset(step_cxt);
 	StartTransactionCommand();
+	guc_level = es_internal_begin();
 	MemoryContextSwitchTo(step_cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
@@ -1633,6 +1703,7 @@ catchup_step(const char *name)
 	}
 	went_live = ap != NULL && !ap->stopped && !is_live(ap) && is_active(ap);
 	PopActiveSnapshot();
+	es_internal_end(guc_level);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(TopMemoryContext);
 	/* live from processed_upto on: it has seen what was decoded */
@@ -1681,64 +1752,411 @@ projector_may_leave(void)
 	return leave;
 }
 
-static KeptPlan lost_slot_plan = {
-	"SELECT es.rebuild_projection(p.name),"
-	"       CASE WHEN p.paused THEN es.pause_projection(p.name) END"
-	"  FROM es.projections p"
-	" WHERE p.mode = 'async' AND p.applied_lsn IS NOT NULL ORDER BY p.name", NULL
+/* ------------------------------------------------------------------------
+ * The publication and the slot: es's own, or none
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * The publication es_events as the projector finds it.  es's own is owned
+ * by a superuser (the projector's own role, the bootstrap superuser, which
+ * creates it; or the superuser who restored a dump, which brings it back
+ * publishing nothing: pg_dump does not dump an extension table's
+ * membership), publishes inserts only, and publishes es.events (whole
+ * rows or a column list with global_position, no row filter) and nothing
+ * else: no other table, no schema, not FOR ALL TABLES.  A database owner
+ * who is not a superuser may create publications, so one named es_events
+ * may be somebody else's, made to feed the projector rows of another
+ * table as event positions.
+ */
+typedef enum PubState
+{
+	PUB_NONE,					/* there is none */
+	PUB_OURS,					/* es's own, publishing es.events */
+	PUB_OURS_EMPTY,				/* es's own, publishing nothing */
+	PUB_FOREIGN					/* somebody else's: not used, not dropped */
+} PubState;
+
+static KeptPlan publication_plan = {
+	"SELECT p.pubowner, p.puballtables, p.pubinsert,"
+	"       p.pubupdate OR p.pubdelete OR p.pubtruncate,"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_namespace n"
+	"                WHERE n.pnpubid OPERATOR(pg_catalog.=) p.oid),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.<>) $1),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.=) $1),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.=) $1"
+	"                  AND (r.prqual IS NOT NULL"
+	"                       OR NOT (r.prattrs IS NULL OR"
+	"                               1::pg_catalog.int2 OPERATOR(pg_catalog.=) ANY (r.prattrs))))"
+	"  FROM pg_catalog.pg_publication p"
+	" WHERE p.pubname OPERATOR(pg_catalog.=) 'es_events'", NULL
 };
 
-/* Does the publication exist, and does it publish es.events? */
-static void
-publication_state(bool *exists, bool *publishes)
+/*
+ * What the publication es_events is (see PubState), with "events" the OID
+ * of es.events (InvalidOid after DROP EXTENSION).  When it is somebody
+ * else's, *why says why, in the caller's memory context.  In a
+ * transaction.
+ */
+static PubState
+publication_state(Oid events, char **why)
 {
-	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
-					"               WHERE r.prpubid = p.oid AND r.prrelid = 'es.events'::regclass)"
-					"  FROM pg_catalog.pg_publication p WHERE p.pubname = 'es_events'",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "es projector: could not read pg_publication");
-	*exists = SPI_processed > 0;
-	*publishes = false;
-	if (*exists)
-	{
-		bool		isnull;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(events)};
+	PubState	state = PUB_NONE;
+	const char *reason = NULL;
 
-		*publishes = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_connect();
+	spi_run(&publication_plan, 1, types, values, NULL, true);
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		bool		b[8];
+		int			i;
+
+		for (i = 2; i <= 8; i++)
+			b[i - 1] = DatumGetBool(SPI_getbinval(tup, desc, i, &isnull));
+		if (owner != GetUserId() && !superuser_arg(owner))
+		{
+			char	   *rolname = GetUserNameFromId(owner, true);
+
+			reason = psprintf("Its owner is role \"%s\", neither the projector's role nor another superuser",
+							  rolname ? rolname : "?");
+		}
+		else if (b[1])
+			reason = "It publishes all tables (FOR ALL TABLES)";
+		else if (b[4])
+			reason = "It publishes the tables of a schema (FOR TABLES IN SCHEMA)";
+		else if (b[5])
+			reason = "It publishes tables other than es.events";
+		else if (!b[2] || b[3])
+			reason = "It does not publish inserts only";
+		else if (b[7])
+			reason = "It filters the rows or the columns of es.events";
+		if (reason != NULL)
+		{
+			state = PUB_FOREIGN;
+			*why = MemoryContextStrdup(cxt, reason);
+		}
+		else
+			state = b[6] ? PUB_OURS : PUB_OURS_EMPTY;
 	}
+	SPI_finish();
+	return state;
 }
 
 /*
- * The slot: acquire it, or create it (and the publication first:
- * pgoutput looks it up as of each decoded commit).  Live projections
- * without a slot (a restored dump, a slot dropped by hand) cannot know what
- * they missed: they are rebuilt.  So are they when the publication lost
- * es.events (pg_dump does not dump an extension table's membership):
- * commits were decoded without their events.  Returns false when there is
- * nothing to project.
+ * Is the slot es_projector_<database oid> es's own, if it exists (*exists)?
+ * Slot names are cluster-wide, and a role with the REPLICATION attribute
+ * may create one of that name, in another database or with another output
+ * plugin, whose output the decoder would misread.  es's own is a persistent
+ * logical slot of this database that decodes with pgoutput, and no other
+ * process uses it.  When it is not, *why says why.
  */
 static bool
+slot_is_ours(bool *exists, char **why)
+{
+	ReplicationSlot *slot;
+	Oid			database = InvalidOid;
+	NameData	plugin;
+	ReplicationSlotPersistency persistency = RS_PERSISTENT;
+	pid_t		active_pid = 0;
+
+	*why = NULL;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(slot_name, false);
+	*exists = slot != NULL;
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		database = slot->data.database;
+		plugin = slot->data.plugin;
+		persistency = slot->data.persistency;
+		active_pid = slot->active_pid;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+
+	if (!*exists)
+		return true;
+	if (!OidIsValid(database))
+		*why = pstrdup("It is a physical slot");
+	else if (database != MyDatabaseId)
+		*why = psprintf("It was created in another database (OID %u)", database);
+	else if (strcmp(NameStr(plugin), "pgoutput") != 0)
+		*why = psprintf("It decodes with the output plugin \"%s\", not pgoutput",
+						NameStr(plugin));
+	else if (persistency != RS_PERSISTENT)
+		*why = pstrdup("It is a temporary slot");
+	else if (active_pid != 0 && active_pid != MyProcPid)
+		*why = psprintf("It is in use by process %d", (int) active_pid);
+	return *why == NULL;
+}
+
+/* The prefix of the last_error that says why the projector waits */
+#define WAITING_PREFIX "waiting: "
+
+/*
+ * The notes in last_error, each behind a look that writes nothing (an
+ * UPDATE of es.projections fires its statement trigger, which sends an
+ * invalidation, even when no row changes).
+ */
+static KeptPlan waiting_note_check_plan = {
+	"SELECT FROM ONLY es.projections"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1) LIMIT 1", NULL
+};
+
+static KeptPlan waiting_note_plan = {
+	"UPDATE ONLY es.projections SET last_error = $1"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1)", NULL
+};
+
+static KeptPlan waiting_clear_check_plan = {
+	"SELECT FROM ONLY es.projections"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND pg_catalog.starts_with(last_error, $1) LIMIT 1", NULL
+};
+
+static KeptPlan waiting_clear_plan = {
+	"UPDATE ONLY es.projections SET last_error = NULL"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND pg_catalog.starts_with(last_error, $1)", NULL
+};
+
+/* Run "update" with the text "arg" when "check" finds a row.  In SPI. */
+static void
+update_if_needed(KeptPlan *check, KeptPlan *update, const char *arg)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(arg)};
+
+	spi_run(check, 1, types, values, NULL, true);
+	if (SPI_processed > 0)
+		spi_run(update, 1, types, values, NULL, false);
+}
+
+/*
+ * The publication or the slot is not es's own: use neither, drop neither
+ * (it is somebody's), and wait until it is gone, looking again every few
+ * seconds.  We choose waiting over failing the projections: nothing is
+ * applied meanwhile, nothing twice either, and once an administrator has
+ * dropped or renamed the object, the projector creates its own and goes on
+ * by itself, with no projection to resume.  The server log says so (a
+ * WARNING, again every few minutes), and so does last_error of every async
+ * projection that has not failed (es.projection_status), until then.  In
+ * a transaction.
+ */
+static void
+projector_wait(const char *what, const char *why, const char *hint)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (waiting_for == NULL || strcmp(waiting_for, what) != 0 ||
+		TimestampDifferenceExceeds(waiting_logged_at, now, HOLD_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es projector: %s is not es's own; the async projections of database \"%s\" wait until it is gone",
+						what, get_database_name(MyDatabaseId)),
+				 errdetail("%s.", why),
+				 errhint("%s", hint)));
+		waiting_logged_at = now;
+	}
+	if (waiting_for != NULL)
+		pfree((void *) waiting_for);
+	waiting_for = MemoryContextStrdup(TopMemoryContext, what);
+	attach_retry_at = TimestampTzPlusMilliseconds(now, 5000);
+
+	SPI_connect();
+	update_if_needed(&waiting_note_check_plan, &waiting_note_plan,
+					 psprintf(WAITING_PREFIX "%s is not es's own. %s.", what, why));
+	SPI_finish();
+}
+
+/* Waiting over (or never begun): forget it, in the log and in the catalog */
+static void
+projector_wait_done(void)
+{
+	if (waiting_for != NULL)
+	{
+		ereport(LOG,
+				(errmsg("es projector: %s no longer stands in the way; the async projections go on",
+						waiting_for)));
+		pfree((void *) waiting_for);
+		waiting_for = NULL;
+	}
+	attach_retry_at = 0;
+	SPI_connect();
+	update_if_needed(&waiting_clear_check_plan, &waiting_clear_plan, WAITING_PREFIX);
+	SPI_finish();
+}
+
+static KeptPlan any_async_plan = {
+	"SELECT FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' LIMIT 1", NULL
+};
+
+static KeptPlan lost_list_plan = {
+	"SELECT p.name, p.tables::pg_catalog.oid[] FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND p.applied_lsn IS NOT NULL"
+	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
+};
+
+static KeptPlan lost_reset_plan = {
+	"UPDATE ONLY es.projections"
+	"   SET phase = 'rebuilding', failed_at = NULL, last_error = NULL,"
+	"       last_error_position = NULL, caught_up_to = 0, last_position = 0,"
+	"       applied_lsn = NULL, live_snapshot = NULL, live_snapshot_lsn = NULL,"
+	"       last_applied_at = NULL,"
+	"       catchup_target = (SELECT coalesce(pg_catalog.max(e.global_position), 0)"
+	"                           FROM ONLY es.events e)"
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
+};
+
+static KeptPlan lost_errors_plan = {
+	"DELETE FROM ONLY es.projection_errors e"
+	" WHERE e.projection OPERATOR(pg_catalog.=) $1", NULL
+};
+
+/*
+ * Live async projections without the slot they were following (a restored
+ * dump, a slot dropped by hand or invalidated, a publication that lost
+ * es.events) cannot know what they missed: rebuild them, as
+ * es.rebuild_projection does, but here, in C, so that no role's rights
+ * come into it but the tables' owners' (projection_truncate_as_owner): the
+ * projector is a superuser, and es.rebuild_projection runs as the
+ * extension's owner.  Paused ones stay paused.  Returns how many.  In a
+ * transaction.
+ */
+static uint64
+rebuild_lost(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *names = NIL;
+	List	   *tables = NIL;
+	ListCell   *ln;
+	ListCell   *lt;
+	uint64		i;
+
+	SPI_connect();
+	spi_run(&lost_list_plan, 0, NULL, NULL, NULL, false);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		List	   *oids = NIL;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
+							  TYPALIGN_INT, &elems, &enulls, &n);
+			for (j = 0; j < n; j++)
+				if (!enulls[j])
+					oids = lappend_oid(oids, DatumGetObjectId(elems[j]));
+		}
+		names = lappend(names, SPI_getvalue(tup, desc, 1));
+		tables = lappend(tables, oids);
+		MemoryContextSwitchTo(old);
+	}
+
+	forboth(ln, names, lt, tables)
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(lfirst(ln))};
+		ListCell   *lc;
+
+		spi_run(&lost_reset_plan, 1, types, values, NULL, false);
+		foreach(lc, (List *) lfirst(lt))
+			projection_truncate_as_owner(lfirst_oid(lc), lfirst(ln));
+		spi_run(&lost_errors_plan, 1, types, values, NULL, false);
+	}
+	SPI_finish();
+	return list_length(names);
+}
+
+typedef enum AttachResult
+{
+	ATTACH_OK,
+	ATTACH_NOTHING,				/* no async projection here: detach */
+	ATTACH_WAIT					/* the publication or the slot is not ours */
+} AttachResult;
+
+/*
+ * The slot: acquire it, or create it (and the publication first:
+ * pgoutput looks it up as of each decoded commit), each only if it is es's
+ * own (publication_state, slot_is_ours; otherwise projector_wait).  Live
+ * projections without a slot are rebuilt (rebuild_lost); so are they when
+ * es's publication lost es.events (pg_dump does not dump an extension
+ * table's membership): commits were decoded without their events.
+ */
+static AttachResult
 projector_attach(void)
 {
 	bool		any;
-	bool		pub_exists = false;
-	bool		pub_ok = false;
+	PubState	pub = PUB_NONE;
+	bool		slot_exists = false;
+	bool		wait = false;
+	int			guc_level;
 
 	StartTransactionCommand();
+	guc_level = es_internal_begin();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	any = extension_ready() && load_projections(NULL) != NIL;
+	any = extension_ready();
 	if (any)
 	{
 		SPI_connect();
-		publication_state(&pub_exists, &pub_ok);
+		spi_run(&any_async_plan, 0, NULL, NULL, NULL, true);
+		any = SPI_processed > 0;
 		SPI_finish();
 	}
+	if (any)
+	{
+		char	   *why = NULL;
+
+		events_relid = es_relation_oid(ES_EVENTS);
+		foreign_relation_logged = false;
+		pub = publication_state(events_relid, &why);
+		if (pub == PUB_FOREIGN)
+			projector_wait("the publication \"es_events\"", why,
+						   "Drop it (DROP PUBLICATION es_events) or rename it (ALTER PUBLICATION es_events RENAME TO ...): es creates and uses a publication es_events of its own.");
+		else if (!slot_is_ours(&slot_exists, &why))
+			projector_wait(psprintf("the replication slot \"%s\"", slot_name), why,
+						   psprintf("Drop it (SELECT pg_drop_replication_slot('%s')): es creates and uses a slot of that name of its own.",
+									slot_name));
+		else
+			projector_wait_done();
+		wait = pub == PUB_FOREIGN || why != NULL;
+	}
 	PopActiveSnapshot();
+	es_internal_end(guc_level);
 	CommitTransactionCommand();
 	if (!any)
-		return false;
+		return ATTACH_NOTHING;
+	if (wait)
+		return ATTACH_WAIT;
 
 	/* max_slot_wal_keep_size reached (a long pause): the WAL is gone */
+	if (slot_exists)
 	{
 		ReplicationSlot *slot = SearchNamedReplicationSlot(slot_name, true);
 		XLogRecPtr	invalidated_at = InvalidXLogRecPtr;
@@ -1758,7 +2176,7 @@ projector_attach(void)
 		}
 	}
 
-	if (!pub_ok && SearchNamedReplicationSlot(slot_name, true) != NULL)
+	if (pub != PUB_OURS && SearchNamedReplicationSlot(slot_name, true) != NULL)
 	{
 		ereport(WARNING,
 				(errmsg("es projector: the publication es_events does not publish es.events; dropping the replication slot \"%s\"",
@@ -1768,27 +2186,32 @@ projector_attach(void)
 
 	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
 	{
+		uint64		rebuilt;
+
 		StartTransactionCommand();
+		guc_level = es_internal_begin();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		SPI_connect();
-		spi_run(&lost_slot_plan, 0, NULL, NULL, NULL, false);
-		if (SPI_processed > 0)
+		rebuilt = rebuild_lost();
+		if (rebuilt > 0)
 			ereport(WARNING,
 					(errmsg("es projector: no replication slot \"%s\" for live async projections; rebuilding %llu of them",
-							slot_name, (unsigned long long) SPI_processed)));
-		if (!pub_exists &&
-			SPI_execute("CREATE PUBLICATION es_events FOR TABLE es.events (global_position)"
+							slot_name, (unsigned long long) rebuilt)));
+		SPI_connect();
+		if (pub == PUB_NONE &&
+			SPI_execute("CREATE PUBLICATION es_events FOR TABLE ONLY es.events (global_position)"
 						" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "es projector: could not create the publication es_events");
-		if (pub_exists && !pub_ok &&
-			SPI_execute("ALTER PUBLICATION es_events ADD TABLE es.events (global_position)",
+		if (pub == PUB_OURS_EMPTY &&
+			SPI_execute("ALTER PUBLICATION es_events ADD TABLE ONLY es.events (global_position)",
 						false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "es projector: could not add es.events to the publication es_events");
 		SPI_finish();
 		PopActiveSnapshot();
+		es_internal_end(guc_level);
 		CommitTransactionCommand();
 
 		StartTransactionCommand();
+		guc_level = es_internal_begin();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_connect();
 		if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
@@ -1796,32 +2219,56 @@ projector_attach(void)
 			elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
 		SPI_finish();
 		PopActiveSnapshot();
+		es_internal_end(guc_level);
 		CommitTransactionCommand();
 		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
 	}
 	ReplicationSlotAcquire(slot_name, true);
+	/* held now, nobody can replace it: look once more, closing the window */
+	if (MyReplicationSlot->data.database != MyDatabaseId ||
+		strcmp(NameStr(MyReplicationSlot->data.plugin), "pgoutput") != 0)
+	{
+		ReplicationSlotRelease();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es projector: the replication slot \"%s\" was replaced by one that is not es's own",
+						slot_name)));
+	}
 	decoding_start();
-	return true;
+	return ATTACH_OK;
 }
 
-/* Nothing to project: give the slot back and drop it, and the publication */
+/*
+ * Nothing to project: give the slot back and drop it, and the publication,
+ * when they are es's own (somebody else's are left alone).
+ */
 static void
 projector_detach(void)
 {
+	Oid			nsp;
+	Oid			events = InvalidOid;
+	PubState	pub;
+	char	   *why = NULL;
+	bool		slot_exists;
+	int			guc_level;
+
 	StartTransactionCommand();
+	guc_level = es_internal_begin();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	/* ours: it publishes es.events or, after DROP EXTENSION, nothing */
-	if (SPI_execute("SELECT FROM pg_catalog.pg_publication p WHERE p.pubname = 'es_events'"
-					" AND NOT EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
-					"  WHERE r.prpubid = p.oid AND r.prrelid IS DISTINCT FROM pg_catalog.to_regclass('es.events'))",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "es projector: could not read pg_publication");
-	if (SPI_processed > 0 &&
-		SPI_execute("DROP PUBLICATION es_events", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "es projector: could not drop the publication es_events");
-	SPI_finish();
+	/* es.events, unless DROP EXTENSION took it (and it from the publication) */
+	nsp = get_namespace_oid("es", true);
+	if (OidIsValid(nsp))
+		events = get_relname_relid("events", nsp);
+	pub = publication_state(events, &why);
+	if (pub == PUB_OURS || pub == PUB_OURS_EMPTY)
+	{
+		SPI_connect();
+		if (SPI_execute("DROP PUBLICATION es_events", false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not drop the publication es_events");
+		SPI_finish();
+	}
 	PopActiveSnapshot();
+	es_internal_end(guc_level);
 	CommitTransactionCommand();
 
 	decoding_stop();
@@ -1832,8 +2279,87 @@ projector_detach(void)
 		ereport(LOG, (errmsg("es projector: no async projection left; dropped replication slot \"%s\"",
 							 slot_name)));
 	}
-	else if (SearchNamedReplicationSlot(slot_name, true) != NULL)
+	else if (slot_is_ours(&slot_exists, &why) && slot_exists)
 		ReplicationSlotDrop(slot_name, true);
+}
+
+/*
+ * The projector's own settings, whatever ALTER DATABASE ... SET (which the
+ * database's owner may run, superuser or not) or ALTER ROLE ... SET put in
+ * place when it connected: all of them at start ("at_start"), who it is
+ * and search_path again before every batch (whose transactions also run
+ * under es_internal_begin).
+ *
+ * - Who it is: the bootstrap superuser it connected as.  A database's
+ *   "role" or "session_authorization" setting applies to a superuser's
+ *   session: it would have the projector create the publication, and run
+ *   its statements, as that role.
+ * - search_path: ES_SEARCH_PATH.  Its value at PGC_S_SESSION, like a SET;
+ *   also its reset value (what RESET and SET ... TO DEFAULT give inside a
+ *   handler, the database's path otherwise), which guc.c sets only from a
+ *   source up to PGC_S_OVERRIDE.  Neither keeps a function's own SET
+ *   search_path clause (PGC_S_SESSION, the highest source, with
+ *   GUC_ACTION_SAVE) from applying to that function; es_usercode_begin
+ *   pins the path again for each handler call.
+ * - default_transaction_isolation and default_transaction_read_only: the
+ *   snapshots of the batches and catch-ups need read committed, and writes.
+ * - synchronous_commit = local: a checkpoint must be flushed before the
+ *   slot is confirmed past it.
+ * - session_replication_role = origin: in replica mode the triggers and
+ *   foreign keys of es.projections, es.projection_errors and the read
+ *   tables would not fire (it needs a superuser's grant, but is cheap).
+ * - lock_timeout = 0 (the default): the batches wait for the admin
+ *   functions' row locks, and must not fail on them in a loop.
+ * - application_name: "es projector", in pg_stat_activity and for
+ *   handlers.
+ *
+ * The other settings a database owner may set (DateStyle, TimeZone,
+ * work_mem, the planner's...) change no name or identity the projector's
+ * statements resolve to: its statements name every object with its
+ * schema and convert no value through text that a style would change.
+ * They apply to the handlers, as in every session of the database.
+ */
+static void
+projector_pin_settings(bool at_start)
+{
+	if (at_start)
+	{
+		SetConfigOption("default_transaction_isolation", "read committed",
+						PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("default_transaction_read_only", "off",
+						PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("application_name", "es projector", PGC_SUSET, PGC_S_OVERRIDE);
+	}
+
+	if (at_start ||
+		GetUserId() != GetAuthenticatedUserId() ||
+		GetSessionUserId() != GetAuthenticatedUserId())
+	{
+		StartTransactionCommand();
+		if (GetUserId() != GetAuthenticatedUserId() ||
+			GetSessionUserId() != GetAuthenticatedUserId())
+		{
+			SetConfigOption("session_authorization",
+							GetUserNameFromId(GetAuthenticatedUserId(), false),
+							PGC_SUSET, PGC_S_OVERRIDE);
+			SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+		}
+		if (GetUserId() != GetAuthenticatedUserId() || !superuser())
+			ereport(FATAL,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("es projector: could not run as the bootstrap superuser")));
+		CommitTransactionCommand();
+	}
+
+	if (namespace_search_path == NULL ||
+		strcmp(namespace_search_path, ES_SEARCH_PATH) != 0)
+	{
+		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+	}
 }
 
 void
@@ -1864,14 +2390,8 @@ es_projector_main(Datum arg)
 	before_shmem_exit(projector_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("es projector");
-	/* whatever the database's defaults: the snapshots above need these */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_read_only", "off",
-					PGC_SUSET, PGC_S_OVERRIDE);
-	/* a checkpoint must be flushed before the slot is confirmed past it */
-	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+	/* whatever the database's (or the role's) settings say */
+	projector_pin_settings(true);
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
 	decode_cxt = AllocSetContextCreate(TopMemoryContext, "es decoded",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -1898,13 +2418,33 @@ es_projector_main(Datum arg)
 		if (MyLatch->is_set)
 			woken = true;
 		ResetLatch(MyLatch);
+		/* a handler cannot change them for good, but check */
+		projector_pin_settings(false);
 
-		if (decoding == NULL && !projector_attach())
+		if (decoding == NULL)
 		{
-			projector_detach();
-			if (projector_may_leave())
-				proc_exit(0);
-			continue;
+			AttachResult ar;
+
+			/* waiting for a publication or slot of somebody else's to go */
+			now = GetCurrentTimestamp();
+			if (attach_retry_at > now)
+			{
+				(void) WaitLatch(MyLatch,
+								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 Max(TimestampDifferenceMilliseconds(now, attach_retry_at), 1),
+								 PG_WAIT_EXTENSION);
+				continue;
+			}
+			ar = projector_attach();
+			if (ar == ATTACH_WAIT)
+				continue;
+			if (ar == ATTACH_NOTHING)
+			{
+				projector_detach();
+				if (projector_may_leave())
+					proc_exit(0);
+				continue;
+			}
 		}
 
 		decode_end = decoding_read();

@@ -238,6 +238,7 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	int			guc_level;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_check_row_type(rsinfo->setDesc, ES_ROW_EVENT);
 	per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
 									  ALLOCSET_DEFAULT_SIZES);
 
@@ -656,6 +657,7 @@ es_last_event(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "es: last_event must return a composite type");
+	es_check_row_type(desc, ES_ROW_EVENT);
 	desc = BlessTupleDesc(desc);
 
 	guc_level = es_internal_begin();

@@ -305,6 +305,7 @@ es_fold(PG_FUNCTION_ARGS)
 	guc_level = es_internal_begin();
 	f.reducer = fold_compile(PG_GETARG_OID(1));
 	f.event_desc = lookup_rowtype_tupdesc_copy(f.reducer->event_type, -1);
+	es_check_row_type(f.event_desc, ES_ROW_EVENT);
 	f.state_cxt = AllocSetContextCreate(CurrentMemoryContext, "es fold state",
 										ALLOCSET_DEFAULT_SIZES);
 	f.state = (Jsonb *) MemoryContextAlloc(f.state_cxt, VARSIZE(PG_GETARG_JSONB_P(2)));

@@ -62,7 +62,7 @@ LANGUAGE sql AS $$
                    WHERE a.grantee = 0 AND a.privilege_type = p)
 $$;
 
-SELECT plan(198);
+SELECT plan(199);
 
 -- ===========================================================================
 -- Schema objects
@@ -98,13 +98,20 @@ SELECT ok(EXISTS (
       AND pg_get_indexdef(i.indexrelid) LIKE
           '%(split_part(stream_id, ''-''::text, 1), global_position)%'),
     'es.events is indexed on (category, global_position)');
+-- Since 0.4.0 positions are unique by constraint too (a setval() moving the
+-- sequence back cannot store two events at one position); distributing the
+-- table by stream_id would make that one index non-unique again.
 SELECT ok(NOT EXISTS (
     SELECT 1 FROM pg_index i
     WHERE i.indrelid = 'es.events'::regclass AND i.indisunique
+      AND i.indexrelid <> 'es.events_global_position_idx'::regclass
       AND NOT (SELECT attnum FROM pg_attribute
                WHERE attrelid = 'es.events'::regclass AND attname = 'stream_id')
               = ANY (i.indkey::int2[])),
-    'every unique index on es.events includes stream_id (distributable)');
+    'every unique index on es.events but the position''s includes stream_id (distributable)');
+SELECT is(pg_get_indexdef('es.events_global_position_idx'::regclass),
+    'CREATE UNIQUE INDEX events_global_position_idx ON es.events USING btree (global_position)',
+    'es.events_global_position_idx is unique on global_position alone');
 SELECT has_composite('es', 'event', 'composite type es.event exists');
 SELECT has_composite('es', 'new_event', 'composite type es.new_event exists');
 SELECT is(
