@@ -317,7 +317,7 @@ projection_apply(Projection *p, HeapTuple event)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	es_usercode_begin(&uc, p->owner);
+	es_usercode_begin(&uc, p->owner, true);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = HeapTupleGetDatum(event);
 	fcinfo->args[0].isnull = false;
@@ -476,10 +476,10 @@ es_project_inline(PG_FUNCTION_ARGS)
 	if (!projection_inline_firing || !projection_inline_active())
 		return PointerGetDatum(NULL);
 
+	guc_level = handlers_begin();
 	upcast_begin();
 	event = projection_event_from_row(trigdata->tg_trigtuple,
 									  RelationGetDescr(trigdata->tg_relation));
-	guc_level = handlers_begin();
 	inline_depth++;
 	PG_TRY();
 	{
@@ -496,8 +496,8 @@ es_project_inline(PG_FUNCTION_ARGS)
 		inline_depth--;
 	}
 	PG_END_TRY();
-	handlers_end(guc_level);
 	upcast_end();
+	handlers_end(guc_level);
 	return PointerGetDatum(NULL);
 }
 
@@ -536,7 +536,7 @@ projection_truncate_as_owner(Oid relid, const char *projection)
 									  NameStr(form->relname));
 	ReleaseSysCache(tup);
 
-	es_usercode_begin(&uc, owner);
+	es_usercode_begin(&uc, owner, true);
 	if (SPI_execute(psprintf("TRUNCATE TABLE %s", name), false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "es: could not truncate %s", name);
 	es_usercode_end(&uc);

@@ -50,6 +50,7 @@ typedef struct FoldReducer
 	Oid			funcoid;
 	Oid			event_type;		/* the OID of es.event */
 	ExprState  *expr;			/* reducer($1, $2) */
+	bool		builtin;		/* expr calls built-in functions only */
 	ExprContext *econtext;
 	ParamListInfo params;
 } FoldReducer;
@@ -93,6 +94,7 @@ fold_compile(Oid funcoid)
 	Param	   *state_param;
 	Param	   *event_param;
 	FuncExpr   *call;
+	Expr	   *planned;
 	EsUserCode	uc;
 
 	if (fold_reducer != NULL && fold_reducer->funcoid == funcoid &&
@@ -146,9 +148,11 @@ fold_compile(Oid funcoid)
 	call = makeFuncExpr(funcoid, JSONBOID, list_make2(state_param, event_param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	/* planning may run the reducer's immutable parts: as the caller, restricted */
-	es_usercode_begin(&uc, GetUserId());
-	r->expr = ExecInitExpr(expression_planner((Expr *) call), NULL);
+	es_usercode_begin(&uc, GetUserId(), true);
+	planned = expression_planner((Expr *) call);
+	r->expr = ExecInitExpr(planned, NULL);
 	es_usercode_end(&uc);
+	r->builtin = es_expr_is_builtin((Node *) planned);
 	r->econtext = CreateStandaloneExprContext();
 	r->params = makeParamList(2);
 	r->params->numParams = 2;
@@ -196,7 +200,7 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 	r->params->params[1].ptype = r->event_type;
 	r->econtext->ecxt_param_list_info = r->params;
 
-	es_usercode_begin(&uc, f->userid);
+	es_usercode_begin(&uc, f->userid, !r->builtin);
 	result = ExecEvalExpr(r->expr, r->econtext, &isnull);
 	es_usercode_end(&uc);
 	if (isnull)

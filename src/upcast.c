@@ -66,6 +66,7 @@ typedef struct UpcastStep
 	Oid			funcoid;		/* InvalidOid when there is no function */
 	Oid			owner;			/* the function's owner: it runs as that role */
 	ExprState  *expr;			/* fn($1), compiled on first use */
+	bool		builtin;		/* expr calls built-in functions only */
 	int			nrename;		/* declarative edits: rename old -> new */
 	char	  **rename_from;
 	char	  **rename_to;
@@ -364,10 +365,11 @@ upcast_compile(UpcastStep *step)
 	param->location = -1;
 	call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	es_usercode_begin(&uc, step->owner);
+	es_usercode_begin(&uc, step->owner, true);
 	planned = expression_planner((Expr *) call);
 	state = ExecInitExpr(planned, NULL);
 	es_usercode_end(&uc);
+	step->builtin = es_expr_is_builtin((Node *) planned);
 
 	if (upcast_params == NULL)
 	{
@@ -420,7 +422,7 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	upcast_params->params[0].ptype = JSONBOID;
 	upcast_econtext->ecxt_param_list_info = upcast_params;
 
-	es_usercode_begin(&uc, step->owner);
+	es_usercode_begin(&uc, step->owner, !step->builtin);
 	result = ExecEvalExpr(step->expr, upcast_econtext, &isnull);
 	es_usercode_end(&uc);
 	if (isnull)

@@ -188,6 +188,12 @@ BEGIN
     RETURN data OPERATOR(pg_catalog.||) '{"v": 2}'::jsonb;
 END
 $$;
+-- SQL upcasters, inlined: one that changes a setting, one built-in only
+CREATE FUNCTION sec_app.up_v2(data jsonb) RETURNS jsonb LANGUAGE sql
+RETURN data OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
+    'by', CURRENT_USER, 'wm', pg_catalog.set_config('work_mem', '79kB', false));
+CREATE FUNCTION sec_app.up_fast(data jsonb) RETURNS jsonb LANGUAGE sql
+RETURN data OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('by', CURRENT_USER);
 -- a reducer that counts events
 CREATE FUNCTION sec_app.count_reducer(state jsonb, e es.event) RETURNS jsonb LANGUAGE sql
 RETURN pg_catalog.jsonb_build_object('n', coalesce((state ->> 'n')::int, 0) + 1);
@@ -207,6 +213,8 @@ REVOKE EXECUTE ON FUNCTION public.sec_other_handler(es.event) FROM PUBLIC;
 GRANT sec_admin TO sec_fowner;
 SET ROLE sec_fowner;
 SELECT es.register_upcaster('SecUp', 1, 'sec_app.up_v1(jsonb)');
+SELECT es.register_upcaster('SecUp', 2, 'sec_app.up_v2(jsonb)');
+SELECT es.register_upcaster('SecOpened', 1, 'sec_app.up_fast(jsonb)');
 SELECT es.create_projection('sec_counts', 'sec_app.count_handler(es.event)', mode => 'inline',
                             event_types => ARRAY['SecOpened', 'SecUp', 'SecTemp', 'SecDecl'],
                             tables => ARRAY['sec_app.counts'::regclass]);
@@ -465,6 +473,8 @@ DROP OPERATOR public.= (pg_catalog.text, pg_catalog.text);
 SELECT es.set_snapshot_interval('default', 0);
 SELECT es.drop_projection('sec_counts');
 SELECT es.unregister_upcaster('SecUp', 1);
+SELECT es.unregister_upcaster('SecUp', 2);
+SELECT es.unregister_upcaster('SecOpened', 1);
 SELECT es.unregister_upcaster('SecDecl', 1);
 SET client_min_messages = warning;
 DROP SCHEMA sec_evil, sec_app CASCADE;
