@@ -23,10 +23,7 @@
 #include "storage/ipc.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
-#include "access/transam.h"
 #include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
-#include "utils/fmgroids.h"
 #include "parser/parse_func.h"
 #include "parser/parse_type.h"
 #include "utils/builtins.h"
@@ -235,62 +232,23 @@ es_internal_end(int level)
  * Run user code (a handler, an upcaster, a reducer) as "userid", under
  * SECURITY_RESTRICTED_OPERATION (no SET ROLE, no temporary objects left in
  * the session), with search_path = pg_catalog, pg_temp, and a GUC nest
- * level that es_usercode_end rolls back whatever the code SET.  Without
- * "settings" there is no nest level: only for code that cannot change a
- * setting or resolve a name (es_expr_is_builtin), because rolling settings
- * back costs a walk over every setting on PostgreSQL 15.
+ * level that es_usercode_end rolls back whatever the code SET.
  */
 void
-es_usercode_begin(EsUserCode *uc, Oid userid, bool settings)
+es_usercode_begin(EsUserCode *uc, Oid userid)
 {
 	GetUserIdAndSecContext(&uc->save_userid, &uc->save_sec);
 	SetUserIdAndSecContext(userid, uc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	/* without a nest level, the pinned search_path must be in force already */
-	if (!settings && (namespace_search_path == NULL ||
-					  strcmp(namespace_search_path, ES_SEARCH_PATH) != 0))
-		settings = true;
-	uc->guc_level = settings ? es_internal_begin() : 0;
+	uc->guc_level = es_internal_begin();
 }
 
 /* User code returned: its settings are undone, the caller's identity back */
 void
 es_usercode_end(EsUserCode *uc)
 {
-	if (uc->guc_level > 0)
-		AtEOXact_GUC(false, uc->guc_level);
+	AtEOXact_GUC(false, uc->guc_level);
 	SetUserIdAndSecContext(uc->save_userid, uc->save_sec);
-}
-
-/* True for a function that is not built in, or one that changes settings */
-static bool
-usercode_function_checker(Oid funcid, void *context)
-{
-	return funcid >= FirstGenbkiObjectId || funcid == F_SET_CONFIG;
-}
-
-/* Walk an expression for usercode_function_checker */
-static bool
-usercode_walker(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (check_functions_in_node(node, usercode_function_checker, context))
-		return true;
-	return expression_tree_walker(node, usercode_walker, context);
-}
-
-/*
- * True when a planned expression (an inlined SQL upcaster or reducer) calls
- * built-in functions only, set_config() excepted: it can change no setting,
- * so es_usercode_begin needs no nest level for it (the names that built-ins
- * such as regclass input resolve, they resolve under the pinned search_path
- * that es_usercode_begin then requires).
- */
-bool
-es_expr_is_builtin(Node *expr)
-{
-	return !usercode_walker(expr, NULL);
 }
 
 /* The admin function with its own name prefixed by "_", in schema es */

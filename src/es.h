@@ -63,7 +63,7 @@ typedef struct EsUserCode
 {
 	Oid			save_userid;
 	int			save_sec;
-	int			guc_level;		/* 0: no settings to roll back */
+	int			guc_level;
 } EsUserCode;
 
 /* es.c: es's row types, whose shape the C code relies on */
@@ -77,9 +77,8 @@ extern void es_check_row_type(TupleDesc desc, EsRowType which);
 
 extern int	es_internal_begin(void);
 extern void es_internal_end(int level);
-extern void es_usercode_begin(EsUserCode *uc, Oid userid, bool settings);
+extern void es_usercode_begin(EsUserCode *uc, Oid userid);
 extern void es_usercode_end(EsUserCode *uc);
-extern bool es_expr_is_builtin(Node *expr);
 
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1

@@ -317,7 +317,7 @@ projection_apply(Projection *p, HeapTuple event)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	es_usercode_begin(&uc, p->owner, true);
+	es_usercode_begin(&uc, p->owner);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = HeapTupleGetDatum(event);
 	fcinfo->args[0].isnull = false;
@@ -536,7 +536,7 @@ projection_truncate_as_owner(Oid relid, const char *projection)
 									  NameStr(form->relname));
 	ReleaseSysCache(tup);
 
-	es_usercode_begin(&uc, owner, true);
+	es_usercode_begin(&uc, owner);
 	if (SPI_execute(psprintf("TRUNCATE TABLE %s", name), false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "es: could not truncate %s", name);
 	es_usercode_end(&uc);

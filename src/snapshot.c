@@ -50,7 +50,6 @@ typedef struct FoldReducer
 	Oid			funcoid;
 	Oid			event_type;		/* the OID of es.event */
 	ExprState  *expr;			/* reducer($1, $2) */
-	bool		builtin;		/* expr calls built-in functions only */
 	ExprContext *econtext;
 	ParamListInfo params;
 } FoldReducer;
@@ -148,11 +147,10 @@ fold_compile(Oid funcoid)
 	call = makeFuncExpr(funcoid, JSONBOID, list_make2(state_param, event_param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	/* planning may run the reducer's immutable parts: as the caller, restricted */
-	es_usercode_begin(&uc, GetUserId(), true);
+	es_usercode_begin(&uc, GetUserId());
 	planned = expression_planner((Expr *) call);
 	r->expr = ExecInitExpr(planned, NULL);
 	es_usercode_end(&uc);
-	r->builtin = es_expr_is_builtin((Node *) planned);
 	r->econtext = CreateStandaloneExprContext();
 	r->params = makeParamList(2);
 	r->params->numParams = 2;
@@ -200,7 +198,7 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 	r->params->params[1].ptype = r->event_type;
 	r->econtext->ecxt_param_list_info = r->params;
 
-	es_usercode_begin(&uc, f->userid, !r->builtin);
+	es_usercode_begin(&uc, f->userid);
 	result = ExecEvalExpr(r->expr, r->econtext, &isnull);
 	es_usercode_end(&uc);
 	if (isnull)

@@ -66,7 +66,6 @@ typedef struct UpcastStep
 	Oid			funcoid;		/* InvalidOid when there is no function */
 	Oid			owner;			/* the function's owner: it runs as that role */
 	ExprState  *expr;			/* fn($1), compiled on first use */
-	bool		builtin;		/* expr calls built-in functions only */
 	int			nrename;		/* declarative edits: rename old -> new */
 	char	  **rename_from;
 	char	  **rename_to;
@@ -365,11 +364,10 @@ upcast_compile(UpcastStep *step)
 	param->location = -1;
 	call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	es_usercode_begin(&uc, step->owner, true);
+	es_usercode_begin(&uc, step->owner);
 	planned = expression_planner((Expr *) call);
 	state = ExecInitExpr(planned, NULL);
 	es_usercode_end(&uc);
-	step->builtin = es_expr_is_builtin((Node *) planned);
 
 	if (upcast_params == NULL)
 	{
@@ -398,14 +396,13 @@ upcast_error_callback(void *arg)
 			   OidIsValid(c->step->funcoid) ? format_procedure(c->step->funcoid) : "");
 }
 
-/* Run a step's function on the data, as the function's owner (es_usercode_begin) */
+/* Run a step's function on the data (inside its owner's user-code section) */
 static Jsonb *
 upcast_call(UpcastStep *step, Jsonb *data)
 {
 	Datum		result;
 	bool		isnull;
 	Jsonb	   *out;
-	EsUserCode	uc;
 
 	if (step->expr == NULL)
 		step->expr = upcast_compile(step);
@@ -422,9 +419,7 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	upcast_params->params[0].ptype = JSONBOID;
 	upcast_econtext->ecxt_param_list_info = upcast_params;
 
-	es_usercode_begin(&uc, step->owner, !step->builtin);
 	result = ExecEvalExpr(step->expr, upcast_econtext, &isnull);
-	es_usercode_end(&uc);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -564,6 +559,8 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 	int			cur_len;
 	UpcastErrorContext ctx;
 	ErrorContextCallback errcb;
+	EsUserCode	uc;
+	Oid			section = InvalidOid;	/* the owner whose section is open */
 
 	if (upcast_nsteps == 0)
 		return tuple;
@@ -592,7 +589,21 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 	{
 		ctx.step = step;
 		if (OidIsValid(step->funcoid))
+		{
+			/*
+			 * User code runs as the function's owner (es_usercode_begin):
+			 * consecutive steps of one owner share a section, and whatever
+			 * they SET is rolled back before any other code runs.
+			 */
+			if (section != step->owner)
+			{
+				if (OidIsValid(section))
+					es_usercode_end(&uc);
+				es_usercode_begin(&uc, step->owner);
+				section = step->owner;
+			}
 			data = upcast_call(step, data);
+		}
 		if (upcast_has_edits(step))
 			data = upcast_edit(step, data);
 		version++;
@@ -602,6 +613,8 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 		if (upcast_econtext)
 			ResetExprContext(upcast_econtext);
 	}
+	if (OidIsValid(section))
+		es_usercode_end(&uc);
 
 	error_context_stack = errcb.previous;
 

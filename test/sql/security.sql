@@ -207,6 +207,12 @@ CREATE FUNCTION public.sec_other_handler(e es.event) RETURNS void LANGUAGE plpgs
 $$BEGIN DELETE FROM public.sec_payroll; END$$;
 ALTER FUNCTION public.sec_other_handler(es.event) OWNER TO sec_other;
 REVOKE EXECUTE ON FUNCTION public.sec_other_handler(es.event) FROM PUBLIC;
+-- another owner's upcaster, inlined, whose built-in runs SQL that SETs
+CREATE FUNCTION public.sec_other_up(data jsonb) RETURNS jsonb LANGUAGE sql VOLATILE
+RETURN data OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('x', pg_catalog.query_to_xml(
+    'SELECT pg_catalog.set_config(''work_mem'', ''81kB'', false)', false, false, '')::text);
+ALTER FUNCTION public.sec_other_up(jsonb) OWNER TO sec_other;
+SELECT es.register_upcaster('SecXml', 1, 'public.sec_other_up(jsonb)');
 
 -- The function owner is an es admin for its own functions here (registering
 -- needs the rights of the function's owner).
@@ -216,7 +222,7 @@ SELECT es.register_upcaster('SecUp', 1, 'sec_app.up_v1(jsonb)');
 SELECT es.register_upcaster('SecUp', 2, 'sec_app.up_v2(jsonb)');
 SELECT es.register_upcaster('SecOpened', 1, 'sec_app.up_fast(jsonb)');
 SELECT es.create_projection('sec_counts', 'sec_app.count_handler(es.event)', mode => 'inline',
-                            event_types => ARRAY['SecOpened', 'SecUp', 'SecTemp', 'SecDecl'],
+                            event_types => ARRAY['SecOpened', 'SecUp', 'SecTemp', 'SecDecl', 'SecXml'],
                             tables => ARRAY['sec_app.counts'::regclass]);
 RESET ROLE;
 
@@ -272,7 +278,8 @@ SELECT * FROM public.sec_payroll;
 SET ROLE sec_writer;
 SET work_mem = '1MB';
 SELECT es.append('sec-1', ARRAY[es.new_event('SecOpened', '{}'),
-                                es.new_event('SecUp', '{"a": 1}')]);
+                                es.new_event('SecUp', '{"a": 1}'),
+                                es.new_event('SecXml', '{}')]);
 -- the handler's settings did not survive its call, nor the append
 SELECT current_setting('work_mem') AS work_mem, current_setting('application_name') AS application_name,
        current_setting('search_path') AS search_path;
@@ -475,6 +482,7 @@ SELECT es.drop_projection('sec_counts');
 SELECT es.unregister_upcaster('SecUp', 1);
 SELECT es.unregister_upcaster('SecUp', 2);
 SELECT es.unregister_upcaster('SecOpened', 1);
+SELECT es.unregister_upcaster('SecXml', 1);
 SELECT es.unregister_upcaster('SecDecl', 1);
 SET client_min_messages = warning;
 DROP SCHEMA sec_evil, sec_app CASCADE;
