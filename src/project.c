@@ -85,10 +85,23 @@ project_relcache_callback(Datum arg, Oid relid)
 		inline_valid = false;
 }
 
+/*
+ * Some function changed: the cached handlers' owners (whom they run as) or
+ * definitions may be stale (ALTER FUNCTION ... OWNER TO, in this session
+ * too)
+ */
+static void
+project_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	inline_valid = false;
+}
+
+/* Register the invalidation callbacks (once per backend, from _PG_init) */
 void
 ProjectInit(void)
 {
 	CacheRegisterRelcacheCallback(project_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, project_proc_callback, (Datum) 0);
 }
 
 /*

@@ -512,3 +512,24 @@ DROP TABLE pju_async;
 DROP DATABASE pj_upgrade_regress;
 DROP FUNCTION pj_try(text);
 SELECT extversion FROM pg_extension WHERE extname = 'es';
+
+-- A handler runs as its owner: an owner changed in this very session is
+-- the one the next append runs it as (the cached projection list follows
+-- pg_proc changes)
+CREATE ROLE es_pj_owner2 NOLOGIN;
+CREATE TABLE pj_who (who name);
+GRANT INSERT ON pj_who TO es_pj_owner2;
+CREATE FUNCTION pj_who_handler(e es.event) RETURNS void LANGUAGE sql
+BEGIN ATOMIC
+    INSERT INTO public.pj_who VALUES (CURRENT_USER);
+END;
+SELECT es.create_projection('pj_who', 'pj_who_handler(es.event)', ARRAY['PjWho'], 'inline');
+SELECT es.append_event('pj-who-1', 'PjWho', '{}');
+ALTER FUNCTION pj_who_handler(es.event) OWNER TO es_pj_owner2;
+SELECT es.append_event('pj-who-1', 'PjWho', '{}');
+SELECT CASE WHEN who = CURRENT_USER THEN 'the old owner' ELSE who::text END AS runs_as, count(*)
+  FROM pj_who GROUP BY 1 ORDER BY 1;
+SELECT es.drop_projection('pj_who');
+DROP FUNCTION pj_who_handler(es.event);
+DROP TABLE pj_who;
+DROP ROLE es_pj_owner2;
