@@ -69,7 +69,7 @@ static Oid	admin_caller = InvalidOid;
 
 void		_PG_init(void);
 
-/* Chain to the shared memory request of the horizon */
+/* Chain to the shared memory requests of the horizon and the projector */
 static void
 es_shmem_request(void)
 {
@@ -79,7 +79,7 @@ es_shmem_request(void)
 	ProjectorShmemRequest();
 }
 
-/* Chain to the shared memory start-up of the horizon */
+/* Chain to the shared memory start-up of the horizon and the projector */
 static void
 es_shmem_startup(void)
 {
@@ -101,8 +101,9 @@ es_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * Module load: GUCs, and with shared_preload_libraries the shared memory of
- * the gap-safe horizon.
+ * Module load: GUCs; with shared_preload_libraries the shared memory of the
+ * gap-safe horizon and of the projector (whose launcher ProjectorInit
+ * registers); every module's callbacks.
  */
 void
 _PG_init(void)

@@ -185,7 +185,6 @@ horizon_xact_callback(XactEvent event, void *arg)
 						 errdetail("Gap-safe reads cannot wait for prepared transactions.")));
 			break;
 		case XACT_EVENT_COMMIT:
-			/* a committed append will also wake the projector here */
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
