@@ -265,7 +265,41 @@ es_scavenge(PG_FUNCTION_ARGS)
 			int64		removed;
 			int64		up_to;
 
+			CHECK_FOR_INTERRUPTS();
 			values[0] = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
+
+			/*
+			 * Does the stream hide anything?  Only a hint, under no lock: what
+			 * a retention change commits meanwhile is for the next scavenge
+			 * (a tightening) or decided again below (a relaxation).
+			 */
+			lifecycle_spi("SELECT 1 FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
+						  "    ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+						  " WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
+						  "   AND es.event_hidden(m, x.stream_version, x.recorded_at)"
+						  " LIMIT 1", 1, types, values);
+			if (SPI_processed == 0)
+				continue;
+
+			/*
+			 * Lock the stream's lifecycle row before deciding what is hidden.
+			 * es.set_stream_metadata, es.delete_stream and es.tombstone_stream
+			 * update that row, so an open retention change makes us wait for
+			 * its end, and one that comes later waits for ours (we update the
+			 * row below anyway: no weaker lock first, which two scavenges
+			 * would deadlock upgrading).  Under READ COMMITTED the DELETE
+			 * below takes a new snapshot, after the lock: it sees the
+			 * setting as committed, and nothing can change it before our
+			 * commit.  Under REPEATABLE READ or SERIALIZABLE, a change
+			 * committed after our snapshot makes the lock fail (40001)
+			 * instead of letting an old snapshot decide.  The stream's append
+			 * lock is not taken: appends go on during a scavenge.
+			 */
+			lifecycle_spi("SELECT 1 FROM ONLY es.stream_metadata m"
+						  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1"
+						  "   FOR NO KEY UPDATE OF m", 1, types, values);
+			if (SPI_processed == 0)
+				continue;
 			values[1] = Int64GetDatum(budget);
 			lifecycle_spi("WITH gone AS ("
 						  "  DELETE FROM ONLY es.events e"
