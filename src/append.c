@@ -184,14 +184,20 @@ append_check_duplicate_ids(AppendEvent *events, int n)
 		return;
 	ids = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		ids[i] = events[i].event_id;
+	}
 	qsort(ids, n, sizeof(Datum), append_uuid_cmp);
 	for (i = 1; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		if (append_uuid_cmp(&ids[i - 1], &ids[i]) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("event id %s appears more than once in one append",
 							DatumGetCString(DirectFunctionCall1(uuid_out, ids[i])))));
+	}
 	pfree(ids);
 }
 
@@ -285,9 +291,10 @@ append_check_overlap(AppendTarget *t, text *stream_id, AppendEvent *events, int 
 
 	for (i = 0; i < n; i++)
 	{
-		IndexScanDesc scan = append_index_scan(t, t->idkey, stream_id,
-											   events[i].event_id);
+		IndexScanDesc scan;
 
+		CHECK_FOR_INTERRUPTS();
+		scan = append_index_scan(t, t->idkey, stream_id, events[i].event_id);
 		if (index_getnext_slot(scan, ForwardScanDirection, t->slot))
 		{
 			bool		isnull;
@@ -367,40 +374,26 @@ append_notify(text *stream_id, int64 version, int64 position)
 }
 
 /*
- * Fire the inline projections' trigger (es.project_inline) on the new rows,
- * as an AFTER INSERT ROW trigger at the end of this "query".  A handler's
- * error aborts the append.
+ * Events are inserted in batches through a fixed set of reused slots, as
+ * COPY's multi-insert buffers do (copyfrom.c): at most APPEND_BATCH_TUPLES
+ * events, or about APPEND_BATCH_BYTES of event data, per table_multi_insert.
+ * A slot per event would pin the tuple descriptor once per event, and the
+ * resource owner keeps those identical pins in a hash table whose probing
+ * then grows with their number: quadratic in the batch size.
  */
-static void
-append_fire_inline(EState *estate, ResultRelInfo *rri, TupleTableSlot **slots, int n)
-{
-	bool		save = projection_inline_firing;
-	int			i;
+#define APPEND_BATCH_TUPLES		1000
+#define APPEND_BATCH_BYTES		65535
 
-	AfterTriggerBeginQuery();
-	for (i = 0; i < n; i++)
-		ExecARInsertTriggers(estate, rri, slots[i], NIL, NULL);
-	projection_inline_firing = true;
-	PG_TRY();
-	{
-		AfterTriggerEndQuery(estate);
-	}
-	PG_FINALLY();
-	{
-		projection_inline_firing = save;
-	}
-	PG_END_TRY();
-	/* the trigger machinery made slots and opened es.events for itself */
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	ExecCloseResultRelations(estate);
-}
+/* Positions are taken this many at a time under the horizon lock */
+#define APPEND_POSITION_CHUNK	1000
 
 /*
  * Insert the events as versions version+1 ... version+n at the given
  * positions, with their index entries.  The only INSERT trigger on
  * es.events is the extension's inline projection trigger (the DDL guard
- * allows no other), fired here when inline projections exist; there are no
- * CHECK constraints to evaluate.
+ * allows no other), fired here when inline projections exist, for every row
+ * at the end of this "query", after all of them are inserted (a handler's
+ * error aborts the append); there are no CHECK constraints to evaluate.
  */
 static void
 append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
@@ -408,62 +401,135 @@ append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
 {
 	EState	   *estate = CreateExecutorState();
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+	int			nslots = Min(n, APPEND_BATCH_TUPLES);
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * nslots);
 	CommandId	cid = GetCurrentCommandId(true);
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	Datum		xid = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	bool		fire = projection_inline_active();
+	bool		save = projection_inline_firing;
+	int			done;
 	int			i;
 
 	InitResultRelInfo(rri, t->rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
-
-	for (i = 0; i < n; i++)
-	{
-		TupleTableSlot *slot = table_slot_create(t->rel, NULL);
-		Datum	   *values = slot->tts_values;
-
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, false, sizeof(bool) * Natts_events);
-		values[Anum_events_global_position - 1] = Int64GetDatum(positions[i]);
-		values[Anum_events_stream_id - 1] = PointerGetDatum(stream_id);
-		values[Anum_events_stream_version - 1] = Int64GetDatum(version + 1 + i);
-		values[Anum_events_event_id - 1] = events[i].event_id;
-		values[Anum_events_event_type - 1] = events[i].event_type;
-		values[Anum_events_schema_version - 1] = events[i].schema_version;
-		values[Anum_events_data - 1] = events[i].data;
-		values[Anum_events_metadata - 1] = events[i].metadata;
-		values[Anum_events_recorded_at - 1] = now;
-		values[Anum_events_xid - 1] = xid;
-		ExecStoreVirtualTuple(slot);
-		slots[i] = slot;
-	}
-
-	if (n == 1)
-		table_tuple_insert(t->rel, slots[0], cid, 0, NULL);
-	else
-		table_multi_insert(t->rel, slots, n, cid, 0, NULL);
-
-	for (i = 0; i < n; i++)
-	{
-		List	   *recheck;
-
-		/* index expressions (the category) are evaluated per tuple */
-		ResetPerTupleExprContext(estate);
-		recheck = ExecInsertIndexTuples(rri, slots[i], estate,
-										false, false, NULL, NIL);
-		Assert(recheck == NIL);
-		list_free(recheck);
-	}
+	for (i = 0; i < nslots; i++)
+		slots[i] = table_slot_create(t->rel, NULL);
 
 	/* Inline projections: the AFTER INSERT trigger, only when there are any */
-	if (projection_inline_active())
-		append_fire_inline(estate, rri, slots, n);
+	if (fire)
+		AfterTriggerBeginQuery();
 
-	for (i = 0; i < n; i++)
+	for (done = 0; done < n;)
+	{
+		int			nbatch = 0;
+		Size		bytes = 0;
+
+		/* Fill the slots with the next events */
+		while (done + nbatch < n && nbatch < nslots &&
+			   (nbatch == 0 || bytes < APPEND_BATCH_BYTES))
+		{
+			AppendEvent *ev = &events[done + nbatch];
+			TupleTableSlot *slot = slots[nbatch];
+			Datum	   *values = slot->tts_values;
+
+			CHECK_FOR_INTERRUPTS();
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, false, sizeof(bool) * Natts_events);
+			values[Anum_events_global_position - 1] = Int64GetDatum(positions[done + nbatch]);
+			values[Anum_events_stream_id - 1] = PointerGetDatum(stream_id);
+			values[Anum_events_stream_version - 1] = Int64GetDatum(version + 1 + done + nbatch);
+			values[Anum_events_event_id - 1] = ev->event_id;
+			values[Anum_events_event_type - 1] = ev->event_type;
+			values[Anum_events_schema_version - 1] = ev->schema_version;
+			values[Anum_events_data - 1] = ev->data;
+			values[Anum_events_metadata - 1] = ev->metadata;
+			values[Anum_events_recorded_at - 1] = now;
+			values[Anum_events_xid - 1] = xid;
+			ExecStoreVirtualTuple(slot);
+			bytes += VARSIZE_ANY(DatumGetPointer(ev->data)) +
+				VARSIZE_ANY(DatumGetPointer(ev->metadata)) +
+				VARSIZE_ANY(DatumGetPointer(ev->event_type));
+			nbatch++;
+		}
+
+		if (nbatch == 1)
+			table_tuple_insert(t->rel, slots[0], cid, 0, NULL);
+		else
+			table_multi_insert(t->rel, slots, nbatch, cid, 0, NULL);
+
+		for (i = 0; i < nbatch; i++)
+		{
+			List	   *recheck;
+
+			CHECK_FOR_INTERRUPTS();
+			/* index expressions (the category) are evaluated per tuple */
+			ResetPerTupleExprContext(estate);
+			recheck = ExecInsertIndexTuples(rri, slots[i], estate,
+											false, false, NULL, NIL);
+			Assert(recheck == NIL);
+			list_free(recheck);
+			/* queues the row's trigger event by its tid; the slot is reused */
+			if (fire)
+				ExecARInsertTriggers(estate, rri, slots[i], NIL, NULL);
+		}
+		done += nbatch;
+	}
+
+	if (fire)
+	{
+		projection_inline_firing = true;
+		PG_TRY();
+		{
+			AfterTriggerEndQuery(estate);
+		}
+		PG_FINALLY();
+		{
+			projection_inline_firing = save;
+		}
+		PG_END_TRY();
+		/* the trigger machinery made slots and opened es.events for itself */
+		ExecResetTupleTable(estate->es_tupleTable, false);
+		ExecCloseResultRelations(estate);
+	}
+
+	for (i = 0; i < nslots; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
 
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
+}
+
+/*
+ * Take one position per event from the sequence, under the gap-safe
+ * horizon, so that gap-safe readers stop below them.  The horizon lock is
+ * taken in chunks: once the first chunk has recorded our first position,
+ * every later one is above it, so a reader that gets the lock in between
+ * still stops below all of them.  Between chunks the lock is free, so that
+ * readers need not wait for a whole big append, and interrupts are served
+ * (they are held off while an LWLock is held).
+ */
+static void
+append_positions(Oid seqoid, int64 *positions, int n)
+{
+	int			done = 0;
+
+	while (done < n)
+	{
+		int			end = Min(n, done + APPEND_POSITION_CHUNK);
+		int			i;
+
+		CHECK_FOR_INTERRUPTS();
+		horizon_begin_allocation();
+		for (i = done; i < end; i++)
+		{
+			CHECK_FOR_INTERRUPTS();	/* held off under the lock; cheap */
+			positions[i] = nextval_internal(seqoid, false);
+		}
+		horizon_end_allocation(positions[0]);
+		done = end;
+	}
 }
 
 /*
@@ -481,7 +547,6 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 	int64		result;
 	int64	   *positions;
 	Oid			seqoid;
-	int			i;
 
 	if (ids_given)
 		append_check_duplicate_ids(events, n);
@@ -532,10 +597,7 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 	{
 		/* Positions, under the horizon so gap-safe readers stop below them */
 		positions = palloc(sizeof(int64) * n);
-		horizon_begin_allocation();
-		for (i = 0; i < n; i++)
-			positions[i] = nextval_internal(seqoid, false);
-		horizon_end_allocation(positions[0]);
+		append_positions(seqoid, positions, n);
 
 		append_insert(&t, stream_id, events, n, version, positions);
 		projector_note_append();
@@ -630,6 +692,7 @@ es_append(PG_FUNCTION_ARGS)
 		Datum		f[5];
 		bool		fn[5];
 
+		CHECK_FOR_INTERRUPTS();
 		if (elemnulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -731,6 +794,7 @@ es_append_json(PG_FUNCTION_ARGS)
 		bool		schema_given = false;
 		int32		schema_version = 1;
 
+		CHECK_FOR_INTERRUPTS();
 		if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
