@@ -117,6 +117,7 @@ typedef struct ProjectorShared
 {
 	slock_t		mutex;
 	Latch	   *launcher_latch;
+	TimestampTz full_warned_at;	/* the last "no free entry" warning */
 	ProjectorDb dbs[PROJECTOR_MAX_DBS];
 } ProjectorShared;
 
@@ -251,6 +252,36 @@ projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 }
 
 /*
+ * projector_db found no free entry for "dboid": PROJECTOR_MAX_DBS databases
+ * have a projector running or asked for.  The database gets none for now
+ * (its async projections are not applied); say so, at most once a minute
+ * in the whole server (at start the launcher starts a projector for every
+ * database, most of which have nothing to project).  Not under the mutex.
+ */
+static void
+projector_full_warning(Oid dboid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		warn = false;
+
+	SpinLockAcquire(&projector->mutex);
+	if (projector->full_warned_at == 0 ||
+		TimestampDifferenceExceeds(projector->full_warned_at, now, 60 * 1000))
+	{
+		projector->full_warned_at = now;
+		warn = true;
+	}
+	SpinLockRelease(&projector->mutex);
+	if (warn)
+		ereport(WARNING,
+				(errmsg("es: %d databases have a projector already; the async projections of database %u are not applied for now",
+						PROJECTOR_MAX_DBS, dboid),
+				 errdetail("es runs the projectors of at most %d databases at the same time.",
+						   PROJECTOR_MAX_DBS),
+				 errhint("Its projector starts once another database's projector has exited, at its next append or es.resume_projection; drop the async projections of databases that do not need them.")));
+}
+
+/*
  * Ask the launcher for the projector of "db" (not before "not_before"; 0:
  * now).  A projector about to leave sees the request and stays.  Under the
  * mutex; returns the launcher's latch to set after releasing it, if the
@@ -310,6 +341,8 @@ projector_xact_callback(XactEvent event, void *arg)
 			SetLatch(latch);
 		if (launcher)
 			SetLatch(launcher);
+		if (db == NULL)
+			projector_full_warning(MyDatabaseId);
 	}
 	appended_in_xact = false;
 	wake_at_commit = false;
@@ -515,9 +548,72 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 	}
 	lsn = db != NULL ? db->last_append_end : now_lsn;
 	SpinLockRelease(&projector->mutex);
+	if (db == NULL)
+		projector_full_warning(MyDatabaseId);
 	if (launcher)
 		SetLatch(launcher);
 	PG_RETURN_LSN(lsn);
+}
+
+/* ------------------------------------------------------------------------
+ * The projector's transactions
+ * ------------------------------------------------------------------------
+ */
+
+/* pending table statistics not flushed since (0: none) */
+static TimestampTz stats_pending_since = 0;
+
+/*
+ * Every transaction of the projector that runs es's SQL or handlers, as in
+ * worker_spi and the logical replication apply worker: a fresh statement
+ * timestamp first (now(), statement_timestamp() and the times es records
+ * are those of this transaction, not of the projector's start), its
+ * activity in pg_stat_activity, and es_internal_begin (es's settings).
+ * Returns the GUC nest level for projector_xact_end.
+ */
+static int
+projector_xact_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return es_internal_begin();
+}
+
+/*
+ * Commit, then report the table statistics (autovacuum needs them for the
+ * read tables the handlers write), at most once a second like a backend;
+ * the main loop flushes what is left pending when idle (stats_flush_idle).
+ */
+static void
+projector_xact_end(int guc_level)
+{
+	es_internal_end(guc_level);
+	CommitTransactionCommand();
+	if (pgstat_report_stat(false) > 0)
+	{
+		if (stats_pending_since == 0)
+			stats_pending_since = GetCurrentTimestamp();
+	}
+	else
+		stats_pending_since = 0;
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Between transactions: flush statistics left pending by the rate limit
+ * for a second or more (pgstat_report_stat(false) would not: it measures
+ * from the last commit's timestamp).
+ */
+static void
+stats_flush_idle(void)
+{
+	if (stats_pending_since != 0 &&
+		TimestampDifferenceExceeds(stats_pending_since, GetCurrentTimestamp(), 1000))
+	{
+		(void) pgstat_report_stat(true);
+		stats_pending_since = 0;
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -556,6 +652,8 @@ launcher_start_worker(Oid dboid)
 		if (db != NULL)
 			(void) request_start(db, later);	/* we are the launcher */
 		SpinLockRelease(&projector->mutex);
+		if (db == NULL)
+			projector_full_warning(dboid);
 	}
 }
 
@@ -583,6 +681,7 @@ es_launcher_main(Datum arg)
 	projector->launcher_latch = MyLatch;
 	SpinLockRelease(&projector->mutex);
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
@@ -1382,8 +1481,7 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	List	   *active = NIL;
 	int			guc_level;
 
-	StartTransactionCommand();
-	guc_level = es_internal_begin();
+	guc_level = projector_xact_begin("applying");
 	MemoryContextSwitchTo(batch_cxt);
 
 	/* the decoded transactions must be visible to the snapshot below */
@@ -1399,8 +1497,7 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	if (!extension_ready())
 	{
 		PopActiveSnapshot();
-		es_internal_end(guc_level);
-		CommitTransactionCommand();
+		projector_xact_end(guc_level);
 		MemoryContextDelete(batch_cxt);
 		return BATCH_NOTHING;
 	}
@@ -1502,8 +1599,7 @@ run_batch(XLogRecPtr decode_end, List **catching)
 	}
 
 	PopActiveSnapshot();
-	es_internal_end(guc_level);
-	CommitTransactionCommand();
+	projector_xact_end(guc_level);
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(batch_cxt);
 
@@ -1612,8 +1708,7 @@ catchup_step(const char *name)
 	int			guc_level;
 
 	/* a batch below the horizon */
-	StartTransactionCommand();
-	guc_level = es_internal_begin();
+	guc_level = projector_xact_begin("catching up");
 	MemoryContextSwitchTo(step_cxt);
 	snap = horizon_snapshot(&low);
 	PushActiveSnapshot(snap);
@@ -1623,8 +1718,7 @@ catchup_step(const char *name)
 	{
 		PopActiveSnapshot();
 		UnregisterSnapshot(snap);
-		es_internal_end(guc_level);
-		CommitTransactionCommand();
+		projector_xact_end(guc_level);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextDelete(step_cxt);
 		return false;
@@ -1647,8 +1741,7 @@ catchup_step(const char *name)
 		save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
 	PopActiveSnapshot();
 	UnregisterSnapshot(snap);
-	es_internal_end(guc_level);
-	CommitTransactionCommand();
+	projector_xact_end(guc_level);
 	MemoryContextSwitchTo(TopMemoryContext);
 
 	if (more || ap->stopped)
@@ -1659,8 +1752,7 @@ catchup_step(const char *name)
 
 	/* the switch: S before anything else in the transaction */
 	MemoryContextReset(step_cxt);
-	StartTransactionCommand();
-	guc_level = es_internal_begin();
+	guc_level = projector_xact_begin("catching up");
 	MemoryContextSwitchTo(step_cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
@@ -1703,8 +1795,7 @@ catchup_step(const char *name)
 	}
 	went_live = ap != NULL && !ap->stopped && !is_live(ap) && is_active(ap);
 	PopActiveSnapshot();
-	es_internal_end(guc_level);
-	CommitTransactionCommand();
+	projector_xact_end(guc_level);
 	MemoryContextSwitchTo(TopMemoryContext);
 	/* live from processed_upto on: it has seen what was decoded */
 	if (went_live)
@@ -2118,8 +2209,7 @@ projector_attach(void)
 	bool		wait = false;
 	int			guc_level;
 
-	StartTransactionCommand();
-	guc_level = es_internal_begin();
+	guc_level = projector_xact_begin("attaching");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	any = extension_ready();
 	if (any)
@@ -2148,8 +2238,7 @@ projector_attach(void)
 		wait = pub == PUB_FOREIGN || why != NULL;
 	}
 	PopActiveSnapshot();
-	es_internal_end(guc_level);
-	CommitTransactionCommand();
+	projector_xact_end(guc_level);
 	if (!any)
 		return ATTACH_NOTHING;
 	if (wait)
@@ -2188,8 +2277,7 @@ projector_attach(void)
 	{
 		uint64		rebuilt;
 
-		StartTransactionCommand();
-		guc_level = es_internal_begin();
+		guc_level = projector_xact_begin("attaching");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		rebuilt = rebuild_lost();
 		if (rebuilt > 0)
@@ -2207,11 +2295,9 @@ projector_attach(void)
 			elog(ERROR, "es projector: could not add es.events to the publication es_events");
 		SPI_finish();
 		PopActiveSnapshot();
-		es_internal_end(guc_level);
-		CommitTransactionCommand();
+		projector_xact_end(guc_level);
 
-		StartTransactionCommand();
-		guc_level = es_internal_begin();
+		guc_level = projector_xact_begin("attaching");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_connect();
 		if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
@@ -2219,8 +2305,7 @@ projector_attach(void)
 			elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
 		SPI_finish();
 		PopActiveSnapshot();
-		es_internal_end(guc_level);
-		CommitTransactionCommand();
+		projector_xact_end(guc_level);
 		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
 	}
 	ReplicationSlotAcquire(slot_name, true);
@@ -2252,8 +2337,7 @@ projector_detach(void)
 	bool		slot_exists;
 	int			guc_level;
 
-	StartTransactionCommand();
-	guc_level = es_internal_begin();
+	guc_level = projector_xact_begin("detaching");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	/* es.events, unless DROP EXTENSION took it (and it from the publication) */
 	nsp = get_namespace_oid("es", true);
@@ -2268,8 +2352,7 @@ projector_detach(void)
 		SPI_finish();
 	}
 	PopActiveSnapshot();
-	es_internal_end(guc_level);
-	CommitTransactionCommand();
+	projector_xact_end(guc_level);
 
 	decoding_stop();
 	if (MyReplicationSlot != NULL)
@@ -2338,6 +2421,7 @@ projector_pin_settings(bool at_start)
 		GetUserId() != GetAuthenticatedUserId() ||
 		GetSessionUserId() != GetAuthenticatedUserId())
 	{
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		if (GetUserId() != GetAuthenticatedUserId() ||
 			GetSessionUserId() != GetAuthenticatedUserId())
@@ -2377,8 +2461,12 @@ es_projector_main(Datum arg)
 	my_db = projector_db(dboid, true, start_lsn);
 	if (my_db == NULL || my_db->dropping || (my_db->pid != 0 && my_db->pid != MyProcPid))
 	{
+		bool		full = my_db == NULL;
+
 		my_db = NULL;
 		SpinLockRelease(&projector->mutex);
+		if (full)
+			projector_full_warning(dboid);
 		proc_exit(0);
 	}
 	my_db->pid = MyProcPid;
@@ -2414,6 +2502,7 @@ es_projector_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		stats_flush_idle();
 		/* set while we were busy: a wake-up all the same */
 		if (MyLatch->is_set)
 			woken = true;
@@ -2467,7 +2556,6 @@ es_projector_main(Datum arg)
 			 decode_end >= target) ||
 			(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
 		{
-			pgstat_report_activity(STATE_RUNNING, "applying");
 			r = run_batch(decode_end, &catching);
 			decoded = NIL;
 			decoded_events = 0;
@@ -2496,7 +2584,6 @@ es_projector_main(Datum arg)
 				busy |= catchup_step(lfirst(lc));
 			list_free_deep(catching);
 			catching_pending = busy;
-			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		processed_upto = decode_end;
 
