@@ -374,7 +374,9 @@ read_visible_from(text *stream_id, int64 from, Datum *min_recorded, char *min_nu
 
 /*
  * Call "fn" on every event of a stream with version >= from_version, upcast,
- * oldest first.  The tuples have the es.event columns, in SPI memory.
+ * oldest first.  The tuples have the es.event columns, in SPI memory.  Each
+ * call (with the upcasting before it) runs in a memory context that is reset
+ * after it: what "fn" keeps must be copied elsewhere.
  */
 void
 read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
@@ -383,6 +385,8 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
 	Portal		portal;
 	int			guc_level;
+	MemoryContext per_event;
+	MemoryContext old;
 
 	values[0] = PointerGetDatum(stream_id);
 	values[2] = values[3] = (Datum) 0;
@@ -393,20 +397,33 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 												&values[4], &nulls[4]));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
+	per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
+									  ALLOCSET_DEFAULT_SIZES);
 	portal = SPI_cursor_open(NULL, read_plan(READ_STREAM_FORWARD), values, nulls, true);
 	for (;;)
 	{
 		uint64		i;
+		uint64		n;
+		SPITupleTable *batch;
 
 		SPI_cursor_fetch(portal, true, READ_BATCH);
-		if (SPI_processed == 0)
+		/* "fn" may run user code that uses SPI: keep the batch's own pointers */
+		n = SPI_processed;
+		batch = SPI_tuptable;
+		if (n == 0)
 			break;
-		for (i = 0; i < SPI_processed; i++)
-			fn(upcast_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc),
-			   SPI_tuptable->tupdesc, arg);
-		SPI_freetuptable(SPI_tuptable);
+		for (i = 0; i < n; i++)
+		{
+			/* upcasting and "fn" allocate per event: freed after each */
+			old = MemoryContextSwitchTo(per_event);
+			fn(upcast_tuple(batch->vals[i], batch->tupdesc), batch->tupdesc, arg);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_event);
+		}
+		SPI_freetuptable(batch);
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(per_event);
 	SPI_finish();
 	upcast_end();
 	es_internal_end(guc_level);

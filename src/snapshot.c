@@ -5,8 +5,9 @@
  *	  (upcast) events after it.
  *
  * The reducer, reducer(state jsonb, e es.event) RETURNS jsonb, is compiled
- * once per backend into an expression reducer($1, $2) through the planner,
- * so a SQL-language reducer made of one expression is inlined.  Snapshots
+ * into an expression reducer($1, $2) through the planner, so a SQL-language
+ * reducer made of one expression is inlined, and kept for the next folds
+ * (see fold_acquire).  Snapshots
  * are read and written through es.load_snapshot and es.save_snapshot, which
  * own the validation; fold saves one itself when the snapshot type has an
  * interval (es.set_snapshot_interval) and it folded at least that many
@@ -44,19 +45,33 @@
 
 #include "es.h"
 
-/* The compiled reducer of the last fold, kept until a function changes */
+/*
+ * A compiled reducer.  A fold holds one for its whole run ("in_use"): two
+ * folds running at once (a reducer that folds) never share an expression,
+ * its context or its parameters.  Up to FOLD_CACHE_SIZE compiled reducers
+ * are kept (fold_cache, each in its own context under CacheMemoryContext)
+ * for the next folds; when all are in use a fold compiles its own, in its
+ * own memory.  A change of any function only marks them stale
+ * (fold_generation moves on): a reducer is never freed while a fold uses
+ * it, but dropped when that fold ends.
+ */
 typedef struct FoldReducer
 {
 	Oid			funcoid;
 	Oid			event_type;		/* the OID of es.event */
+	MemoryContext cxt;			/* holds all of this reducer */
+	uint64		generation;		/* fold_generation when it was compiled */
+	bool		in_use;			/* a fold is running it */
+	int			slot;			/* its index in fold_cache, or -1 */
 	ExprState  *expr;			/* reducer($1, $2) */
 	ExprContext *econtext;
 	ParamListInfo params;
 } FoldReducer;
 
-static MemoryContext fold_cxt = NULL;
-static FoldReducer *fold_reducer = NULL;
-static bool fold_callback_registered = false;
+#define FOLD_CACHE_SIZE 8
+static FoldReducer *fold_cache[FOLD_CACHE_SIZE];
+static uint64 fold_generation = 0;
+static bool fold_callbacks_registered = false;
 
 /* The state of one fold */
 typedef struct FoldState
@@ -71,23 +86,57 @@ typedef struct FoldState
 	Oid			userid;			/* the caller: the reducer runs as that role */
 } FoldState;
 
-/* A function changed: the compiled reducer may be stale */
+/*
+ * A function changed: compiled reducers may be stale.  Nothing is freed
+ * here: a fold may be running the compiled reducer right now (the reducer
+ * itself may have caused the invalidation).
+ */
 static void
 fold_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	fold_reducer = NULL;
-	if (fold_cxt != NULL)
-		MemoryContextReset(fold_cxt);
+	fold_generation++;
 }
 
-/* Check the reducer's signature and compile reducer($1, $2) */
+/*
+ * At the end of a transaction no fold runs any more: a fold that failed
+ * left its cached reducer marked in use.  (A fold that failed inside a
+ * subtransaction leaves it so until then: other folds use other slots.)
+ */
+static void
+fold_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		for (i = 0; i < FOLD_CACHE_SIZE; i++)
+			if (fold_cache[i] != NULL)
+				fold_cache[i]->in_use = false;
+}
+
+/* Free a reducer that no fold uses */
+static void
+fold_free(FoldReducer *r)
+{
+	if (r->slot >= 0)
+		fold_cache[r->slot] = NULL;
+	MemoryContextDelete(r->cxt);
+}
+
+/*
+ * The compiled reducer($1, $2) of a fold that starts: a cached one when one
+ * is current and free, else a new one.  Checks the reducer's signature.
+ * Release it with fold_release.
+ */
 static FoldReducer *
-fold_compile(Oid funcoid)
+fold_acquire(Oid funcoid)
 {
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	Oid			event_type = es_event_type_oid();
 	bool		ok;
+	MemoryContext cxt;
 	MemoryContext old;
 	FoldReducer *r;
 	Param	   *state_param;
@@ -95,10 +144,34 @@ fold_compile(Oid funcoid)
 	FuncExpr   *call;
 	Expr	   *planned;
 	EsUserCode	uc;
+	uint64		generation;
+	int			slot = -1;
+	int			i;
 
-	if (fold_reducer != NULL && fold_reducer->funcoid == funcoid &&
-		fold_reducer->event_type == event_type)
-		return fold_reducer;
+	if (!fold_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, fold_proc_callback, (Datum) 0);
+		RegisterXactCallback(fold_xact_callback, NULL);
+		fold_callbacks_registered = true;
+	}
+
+	/* a function that changed meanwhile counts */
+	AcceptInvalidationMessages();
+	for (i = 0; i < FOLD_CACHE_SIZE; i++)
+	{
+		r = fold_cache[i];
+		if (r == NULL || r->in_use)
+			continue;
+		if (r->generation == fold_generation &&
+			r->funcoid == funcoid && r->event_type == event_type)
+		{
+			r->in_use = true;
+			return r;
+		}
+		/* stale: drop it; current but another reducer: a slot to reuse */
+		if (r->generation != fold_generation)
+			fold_free(r);
+	}
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
 	if (!HeapTupleIsValid(tup))
@@ -117,22 +190,20 @@ fold_compile(Oid funcoid)
 				 errmsg("reducer %s must be a function (state jsonb, e es.event) RETURNS jsonb",
 						format_procedure(funcoid))));
 
-	if (!fold_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, fold_proc_callback, (Datum) 0);
-		fold_callback_registered = true;
-	}
-	if (fold_cxt == NULL)
-		fold_cxt = AllocSetContextCreate(CacheMemoryContext, "es fold reducer",
-										 ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(fold_cxt);
-	fold_reducer = NULL;
-
-	old = MemoryContextSwitchTo(fold_cxt);
+	/*
+	 * Compiled in the caller's memory, so that an error frees it; moved to
+	 * the cache after.  An invalidation while compiling leaves it stale.
+	 */
+	generation = fold_generation;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "es fold reducer",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
 	r = palloc0(sizeof(FoldReducer));
 	r->funcoid = funcoid;
 	r->event_type = event_type;
+	r->cxt = cxt;
+	r->generation = generation;
+	r->slot = -1;
 
 	state_param = makeNode(Param);
 	state_param->paramkind = PARAM_EXTERN;
@@ -154,10 +225,36 @@ fold_compile(Oid funcoid)
 	r->econtext = CreateStandaloneExprContext();
 	r->params = makeParamList(2);
 	r->params->numParams = 2;
+	r->econtext->ecxt_param_list_info = r->params;
 	MemoryContextSwitchTo(old);
 
-	fold_reducer = r;
+	r->in_use = true;
+	/* keep it for the next folds: in a free slot, else instead of an idle one */
+	for (i = 0; i < FOLD_CACHE_SIZE && slot < 0; i++)
+		if (fold_cache[i] == NULL)
+			slot = i;
+	for (i = 0; i < FOLD_CACHE_SIZE && slot < 0; i++)
+		if (!fold_cache[i]->in_use)
+		{
+			fold_free(fold_cache[i]);
+			slot = i;
+		}
+	if (slot >= 0)
+	{
+		MemoryContextSetParent(cxt, CacheMemoryContext);
+		fold_cache[slot] = r;
+		r->slot = slot;
+	}
 	return r;
+}
+
+/* A fold is done with its reducer (not called on error: see fold_xact_callback) */
+static void
+fold_release(FoldReducer *r)
+{
+	r->in_use = false;
+	if (r->slot < 0 || r->generation != fold_generation)
+		fold_free(r);
 }
 
 /* Error context: name the event being folded */
@@ -196,7 +293,6 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 	r->params->params[1].isnull = false;
 	r->params->params[1].pflags = PARAM_FLAG_CONST;
 	r->params->params[1].ptype = r->event_type;
-	r->econtext->ecxt_param_list_info = r->params;
 
 	es_usercode_begin(&uc, f->userid);
 	result = ExecEvalExpr(r->expr, r->econtext, &isnull);
@@ -207,10 +303,18 @@ fold_event(HeapTuple tuple, TupleDesc desc, void *arg)
 				 errmsg("reducer %s returned NULL", format_procedure(r->funcoid)),
 				 errhint("A reducer returns the new state as jsonb.")));
 
-	/* keep the new state, free the old one */
+	/*
+	 * Keep the new state, then free the old one: the result may be the old
+	 * state itself (a reducer that returns its argument).  Whatever else the
+	 * event cost is in read_stream_each's per-event memory.
+	 */
 	old = MemoryContextSwitchTo(f->state_cxt);
-	pfree(f->state);
-	f->state = DatumGetJsonbPCopy(result);
+	{
+		Jsonb	   *prev = f->state;
+
+		f->state = DatumGetJsonbPCopy(result);
+		pfree(prev);
+	}
 	MemoryContextSwitchTo(old);
 	ResetExprContext(r->econtext);
 	heap_freetuple(event);
@@ -228,29 +332,25 @@ fold_spi(const char *sql, int nargs, Oid *types, Datum *values)
 	return SPI_processed;
 }
 
-/* The caller's identity while fold_as_owner_begin is in effect */
-static Oid	fold_save_userid;
-static int	fold_save_sec;
-
 /*
  * The snapshot intervals are read as the owner of es.snapshot_intervals,
  * so that anybody who may fold finds them.  (On error the transaction's
  * abort restores the user.)
  */
 static void
-fold_as_owner_begin(void)
+fold_as_owner_begin(Oid *save_userid, int *save_sec)
 {
-	GetUserIdAndSecContext(&fold_save_userid, &fold_save_sec);
+	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_SNAPSHOTS)),
-						   fold_save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 }
 
 /* Back to the caller's identity */
 static void
-fold_as_owner_end(void)
+fold_as_owner_end(Oid save_userid, int save_sec)
 {
-	SetUserIdAndSecContext(fold_save_userid, fold_save_sec);
+	SetUserIdAndSecContext(save_userid, save_sec);
 }
 
 /* The caller must have EXECUTE on the reducer: it runs with its rights */
@@ -305,7 +405,7 @@ es_fold(PG_FUNCTION_ARGS)
 	f.userid = GetUserId();
 	fold_check_execute(PG_GETARG_OID(1));
 	guc_level = es_internal_begin();
-	f.reducer = fold_compile(PG_GETARG_OID(1));
+	f.reducer = fold_acquire(PG_GETARG_OID(1));
 	f.event_desc = lookup_rowtype_tupdesc_copy(f.reducer->event_type, -1);
 	es_check_row_type(f.event_desc, ES_ROW_EVENT);
 	f.state_cxt = AllocSetContextCreate(CurrentMemoryContext, "es fold state",
@@ -321,6 +421,8 @@ es_fold(PG_FUNCTION_ARGS)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		values[2];
+		Oid			save_userid;
+		int			save_sec;
 
 		values[0] = PointerGetDatum(stream_id);
 		values[1] = PG_GETARG_DATUM(3);
@@ -338,7 +440,7 @@ es_fold(PG_FUNCTION_ARGS)
 													   SPI_tuptable->tupdesc, 2, &isnull));
 			MemoryContextSwitchTo(old);
 		}
-		fold_as_owner_begin();
+		fold_as_owner_begin(&save_userid, &save_sec);
 		if (fold_spi("SELECT i.every FROM ONLY es.snapshot_intervals i"
 					 " WHERE i.snapshot_type OPERATOR(pg_catalog.=) $1",
 					 1, types, &values[1]) > 0)
@@ -348,7 +450,7 @@ es_fold(PG_FUNCTION_ARGS)
 			interval = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		fold_as_owner_end();
+		fold_as_owner_end(save_userid, save_sec);
 	}
 	f.version = snapshot_version;
 
@@ -358,6 +460,8 @@ es_fold(PG_FUNCTION_ARGS)
 	error_context_stack = &errcb;
 	read_stream_each(stream_id, snapshot_version + 1, fold_event, &f);
 	error_context_stack = errcb.previous;
+	fold_release(f.reducer);
+	f.reducer = NULL;
 
 	/*
 	 * Automatic snapshot: enough events folded, we may write, and the caller

@@ -65,7 +65,9 @@ typedef struct UpcastStep
 	bool		renames_type;
 	Oid			funcoid;		/* InvalidOid when there is no function */
 	Oid			owner;			/* the function's owner: it runs as that role */
-	ExprState  *expr;			/* fn($1), compiled on first use */
+	Expr	   *planned;		/* fn($1), planned on first use */
+	ExprState **exprs;			/* its ExprState for each call depth, or NULL */
+	int			nexprs;
 	int			nrename;		/* declarative edits: rename old -> new */
 	char	  **rename_from;
 	char	  **rename_to;
@@ -82,9 +84,21 @@ static int	upcast_nsteps = 0;
 static int	upcast_depth = 0;	/* reads using the cache right now */
 static Oid	upcast_registry_relid = InvalidOid;	/* es.upcaster_steps */
 
-/* Parameters of fn($1) evaluation, and the context it runs in */
-static ParamListInfo upcast_params = NULL;
-static ExprContext *upcast_econtext = NULL;
+/*
+ * What one evaluation of fn($1) uses: its parameter and expression context.
+ * An upcaster may read events, and so upcast again while it runs: each call
+ * depth has its own (and its own ExprState of each step), so that a nested
+ * evaluation never writes into the state of the one it runs inside.
+ */
+typedef struct UpcastLevel
+{
+	ParamListInfo params;
+	ExprContext *econtext;
+} UpcastLevel;
+
+static UpcastLevel *upcast_levels = NULL;	/* in upcast_cxt */
+static int	upcast_nlevels = 0;
+static int	upcast_call_depth = 0;	/* evaluations of fn($1) running now */
 
 /* What an error while upcasting should name */
 typedef struct UpcastErrorContext
@@ -141,7 +155,7 @@ upcast_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		upcast_depth = 0;
+		upcast_depth = upcast_call_depth = 0;
 }
 
 /* Register the invalidation callbacks (once per backend, from _PG_init) */
@@ -188,7 +202,8 @@ upcast_load(void)
 		MemoryContextReset(upcast_cxt);
 	upcast_steps = NULL;
 	upcast_nsteps = 0;
-	upcast_econtext = NULL;
+	upcast_levels = NULL;
+	upcast_nlevels = 0;
 
 	/* mark valid first: an invalidation while loading marks it stale again */
 	upcast_valid = true;
@@ -262,7 +277,9 @@ upcast_load(void)
 							step->funcoid, type, key.version)));
 		}
 		step->owner = n[7] ? InvalidOid : DatumGetObjectId(v[7]);
-		step->expr = NULL;
+		step->planned = NULL;
+		step->exprs = NULL;
+		step->nexprs = 0;
 		step->renames_type = !n[3];
 		step->to_type = n[3] ? type : TextDatumGetCString(v[3]);
 		step->nrename = 0;
@@ -342,42 +359,70 @@ upcast_find(const char *type, int len, int32 version)
 }
 
 /*
- * Compile fn($1) for a function step: the planner inlines SQL functions.
- * As the function's owner, under the pinned search_path: what the inlined
- * body names, and the right to execute it, are the owner's.
+ * Compile fn($1) for a function step at a call depth: the planner inlines
+ * SQL functions.  As the function's owner, under the pinned search_path:
+ * what the inlined body names, and the right to execute it, are the
+ * owner's.  The expression is planned once; each depth has its ExprState.
  */
 static ExprState *
-upcast_compile(UpcastStep *step)
+upcast_compile(UpcastStep *step, int depth)
 {
 	MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
-	Param	   *param = makeNode(Param);
-	FuncExpr   *call;
-	Expr	   *planned;
-	ExprState  *state;
 	EsUserCode	uc;
 
-	param->paramkind = PARAM_EXTERN;
-	param->paramid = 1;
-	param->paramtype = JSONBOID;
-	param->paramtypmod = -1;
-	param->paramcollid = InvalidOid;
-	param->location = -1;
-	call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
-						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	es_usercode_begin(&uc, step->owner);
-	planned = expression_planner((Expr *) call);
-	state = ExecInitExpr(planned, NULL);
-	es_usercode_end(&uc);
-
-	if (upcast_params == NULL)
+	if (depth >= step->nexprs)
 	{
-		MemoryContext top = MemoryContextSwitchTo(TopMemoryContext);
+		int			n = Max(depth + 1, 4);
 
-		upcast_params = makeParamList(1);
-		MemoryContextSwitchTo(top);
+		step->exprs = step->exprs == NULL ? palloc0(sizeof(ExprState *) * n) :
+			repalloc(step->exprs, sizeof(ExprState *) * n);
+		memset(step->exprs + step->nexprs, 0, sizeof(ExprState *) * (n - step->nexprs));
+		step->nexprs = n;
 	}
+	es_usercode_begin(&uc, step->owner);
+	if (step->planned == NULL)
+	{
+		Param	   *param = makeNode(Param);
+		FuncExpr   *call;
+
+		param->paramkind = PARAM_EXTERN;
+		param->paramid = 1;
+		param->paramtype = JSONBOID;
+		param->paramtypmod = -1;
+		param->paramcollid = InvalidOid;
+		param->location = -1;
+		call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
+							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		step->planned = expression_planner((Expr *) call);
+	}
+	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
+	es_usercode_end(&uc);
 	MemoryContextSwitchTo(old);
-	return state;
+	return step->exprs[depth];
+}
+
+/* The parameter and expression context of a call depth */
+static UpcastLevel *
+upcast_level(int depth)
+{
+	if (depth >= upcast_nlevels)
+	{
+		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+		int			n = Max(depth + 1, 4);
+		int			i;
+
+		upcast_levels = upcast_levels == NULL ? palloc(sizeof(UpcastLevel) * n) :
+			repalloc(upcast_levels, sizeof(UpcastLevel) * n);
+		for (i = upcast_nlevels; i < n; i++)
+		{
+			upcast_levels[i].params = makeParamList(1);
+			upcast_levels[i].econtext = CreateStandaloneExprContext();
+			upcast_levels[i].econtext->ecxt_param_list_info = upcast_levels[i].params;
+		}
+		upcast_nlevels = n;
+		MemoryContextSwitchTo(old);
+	}
+	return &upcast_levels[depth];
 }
 
 /* Error context: name the event and the step being applied */
@@ -403,23 +448,31 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	Datum		result;
 	bool		isnull;
 	Jsonb	   *out;
+	int			depth = upcast_call_depth;
+	ExprState  *expr;
+	UpcastLevel *level;
+	ExprContext *econtext;
 
-	if (step->expr == NULL)
-		step->expr = upcast_compile(step);
-	if (upcast_econtext == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+	/*
+	 * This depth's expression and context: the function may read events,
+	 * and those are upcast one depth further.  (After an error caught inside
+	 * an upcaster the depth stays higher until the transaction ends: deeper
+	 * slots are used meanwhile, never one in use.)
+	 */
+	expr = depth < step->nexprs ? step->exprs[depth] : NULL;
+	if (expr == NULL)
+		expr = upcast_compile(step, depth);
+	level = upcast_level(depth);
+	level->params->params[0].value = JsonbPGetDatum(data);
+	level->params->params[0].isnull = false;
+	level->params->params[0].pflags = PARAM_FLAG_CONST;
+	level->params->params[0].ptype = JSONBOID;
+	/* a nested call may move upcast_levels: keep only what it points to */
+	econtext = level->econtext;
 
-		upcast_econtext = CreateStandaloneExprContext();
-		MemoryContextSwitchTo(old);
-	}
-	upcast_params->params[0].value = JsonbPGetDatum(data);
-	upcast_params->params[0].isnull = false;
-	upcast_params->params[0].pflags = PARAM_FLAG_CONST;
-	upcast_params->params[0].ptype = JSONBOID;
-	upcast_econtext->ecxt_param_list_info = upcast_params;
-
-	result = ExecEvalExpr(step->expr, upcast_econtext, &isnull);
+	upcast_call_depth = depth + 1;
+	result = ExecEvalExpr(expr, econtext, &isnull);
+	upcast_call_depth = depth;
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -433,8 +486,10 @@ upcast_call(UpcastStep *step, Jsonb *data)
 						format_procedure(step->funcoid),
 						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
 				 errhint("An upcaster must return the event's data as a JSON object.")));
-	/* the result lives in the per-tuple memory of the expression context */
-	return (Jsonb *) PG_DETOAST_DATUM_COPY(result);
+	/* the result may live in the per-tuple memory of the expression context */
+	out = (Jsonb *) PG_DETOAST_DATUM_COPY(result);
+	ResetExprContext(econtext);
+	return out;
 }
 
 /* Index of "key" in a list of names, or -1 */
@@ -610,8 +665,6 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 		cur_type = step->to_type;
 		cur_len = strlen(step->to_type);
 		step = upcast_find(cur_type, cur_len, version);
-		if (upcast_econtext)
-			ResetExprContext(upcast_econtext);
 	}
 	if (OidIsValid(section))
 		es_usercode_end(&uc);
