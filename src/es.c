@@ -43,6 +43,7 @@ PG_MODULE_MAGIC;
 #define ES_LOCKTAG_FIELD4	0x4553
 
 bool		es_notify = false;
+int			es_max_projector_databases = 64;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -116,6 +117,15 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("es.max_projector_databases",
+								"Databases whose async projections can be applied at the same time.",
+								"Each has one projector process (and one replication slot); shared memory is sized from it at server start.",
+								&es_max_projector_databases,
+								64, 1, 10000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 	MarkGUCPrefixReserved("es");
 
 	if (process_shared_preload_libraries_in_progress)

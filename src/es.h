@@ -24,6 +24,7 @@
 
 /* GUCs (es.c) */
 extern bool es_notify;
+extern int	es_max_projector_databases;
 
 /* es.c: the extension's relations, looked up once per backend */
 typedef enum EsRelation

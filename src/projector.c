@@ -94,7 +94,6 @@
 
 #include "es.h"
 
-#define PROJECTOR_MAX_DBS	64
 #define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction */
@@ -118,7 +117,7 @@ typedef struct ProjectorShared
 	slock_t		mutex;
 	Latch	   *launcher_latch;
 	TimestampTz full_warned_at;	/* the last "no free entry" warning */
-	ProjectorDb dbs[PROJECTOR_MAX_DBS];
+	ProjectorDb dbs[FLEXIBLE_ARRAY_MEMBER];	/* es.max_projector_databases */
 } ProjectorShared;
 
 static ProjectorShared *projector = NULL;
@@ -195,10 +194,19 @@ PGDLLEXPORT void es_projector_main(Datum arg);
  * ------------------------------------------------------------------------
  */
 
+/* Size of the shared state: an entry per database (es.max_projector_databases) */
+static Size
+projector_shmem_size(void)
+{
+	return add_size(offsetof(ProjectorShared, dbs),
+					mul_size(es_max_projector_databases, sizeof(ProjectorDb)));
+}
+
+/* Ask for the shared state (shmem_request_hook, preload only) */
 void
 ProjectorShmemRequest(void)
 {
-	RequestAddinShmemSpace(MAXALIGN(sizeof(ProjectorShared)));
+	RequestAddinShmemSpace(MAXALIGN(projector_shmem_size()));
 }
 
 void
@@ -207,10 +215,10 @@ ProjectorShmemStartup(void)
 	bool		found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	projector = ShmemInitStruct("es projector", sizeof(ProjectorShared), &found);
+	projector = ShmemInitStruct("es projector", projector_shmem_size(), &found);
 	if (!found)
 	{
-		memset(projector, 0, sizeof(ProjectorShared));
+		memset(projector, 0, projector_shmem_size());
 		SpinLockInit(&projector->mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -226,7 +234,7 @@ projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 	ProjectorDb *free_entry = NULL;
 	int			i;
 
-	for (i = 0; i < PROJECTOR_MAX_DBS; i++)
+	for (i = 0; i < es_max_projector_databases; i++)
 	{
 		if (projector->dbs[i].dboid == dboid)
 			return &projector->dbs[i];
@@ -238,7 +246,7 @@ projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 	if (free_entry == NULL)
 	{
 		/* reuse the entry of a database without a projector */
-		for (i = 0; i < PROJECTOR_MAX_DBS && free_entry == NULL; i++)
+		for (i = 0; i < es_max_projector_databases && free_entry == NULL; i++)
 			if (projector->dbs[i].pid == 0 && !projector->dbs[i].start_requested)
 				free_entry = &projector->dbs[i];
 		if (free_entry == NULL)
@@ -252,7 +260,7 @@ projector_db(Oid dboid, bool create, XLogRecPtr init_lsn)
 }
 
 /*
- * projector_db found no free entry for "dboid": PROJECTOR_MAX_DBS databases
+ * projector_db found no free entry for "dboid": es.max_projector_databases
  * have a projector running or asked for.  The database gets none for now
  * (its async projections are not applied); say so, at most once a minute
  * in the whole server (at start the launcher starts a projector for every
@@ -275,10 +283,10 @@ projector_full_warning(Oid dboid)
 	if (warn)
 		ereport(WARNING,
 				(errmsg("es: %d databases have a projector already; the async projections of database %u are not applied for now",
-						PROJECTOR_MAX_DBS, dboid),
-				 errdetail("es runs the projectors of at most %d databases at the same time.",
-						   PROJECTOR_MAX_DBS),
-				 errhint("Its projector starts once another database's projector has exited, at its next append or es.resume_projection; drop the async projections of databases that do not need them.")));
+						es_max_projector_databases, dboid),
+				 errdetail("es runs the projectors of at most es.max_projector_databases = %d databases at the same time.",
+						   es_max_projector_databases),
+				 errhint("Raise es.max_projector_databases (at server start), or drop the async projections of databases that do not need them; its projector starts once another database's has exited, at its next append or es.resume_projection.")));
 }
 
 /*
@@ -718,7 +726,7 @@ es_launcher_main(Datum arg)
 
 		now = GetCurrentTimestamp();
 		SpinLockAcquire(&projector->mutex);
-		for (i = 0; i < PROJECTOR_MAX_DBS; i++)
+		for (i = 0; i < es_max_projector_databases; i++)
 		{
 			ProjectorDb *db = &projector->dbs[i];
 

@@ -140,4 +140,28 @@ ok( poll(
 is(projector_pid(), $pid, 'still the same projector');
 
 $node->stop;
+
+# es.max_projector_databases bounds the databases with a projector; one
+# past it is said in the log, with the setting to raise.
+my $small = es_node('projector_limit', "es.max_projector_databases = 1\n");
+is($small->safe_psql('postgres', 'SHOW es.max_projector_databases'), '1',
+	'es.max_projector_databases is a server setting');
+foreach my $db ('one', 'two')
+{
+	$small->safe_psql('postgres', "CREATE DATABASE $db");
+	$small->safe_psql($db, q{
+		CREATE EXTENSION es;
+		CREATE TABLE n (k int PRIMARY KEY, c int NOT NULL);
+		CREATE FUNCTION count_it(e es.event) RETURNS void LANGUAGE sql
+		BEGIN ATOMIC
+			INSERT INTO public.n VALUES (1, 1) ON CONFLICT (k) DO UPDATE SET c = n.c + 1;
+		END;
+		SELECT es.create_projection('n', 'public.count_it(es.event)', tables => ARRAY['public.n'::regclass]);
+		SELECT es.append_event('s-1', 'E', '{}');});
+}
+is($small->safe_psql('one', q{SELECT es.wait_for_projection('n', NULL, '60 seconds')}),
+	't', 'the first database gets the projector');
+ok($small->wait_for_log(qr/the async projections of database \d+ are not applied for now.*\n.*es\.max_projector_databases = 1/, 0),
+	'the database past the limit is named in the log, with the setting');
+$small->stop;
 done_testing();
