@@ -358,19 +358,27 @@ append_wrong_version(text *stream_id, int64 expected, int64 actual)
 			 errhint("Read the stream again and retry with its current version.")));
 }
 
+/* The longest stream id (JSON-escaped) that a notification's payload names */
+#define APPEND_NOTIFY_MAX_ID	1024
+
 /* Send NOTIFY es_events {"stream_id", "version", "position"} (es.notify) */
 static void
 append_notify(text *stream_id, int64 version, int64 position)
 {
+	StringInfoData id;
 	StringInfoData buf;
 
+	initStringInfo(&id);
+	escape_json(&id, text_to_cstring(stream_id));
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"stream_id\": ");
-	escape_json(&buf, text_to_cstring(stream_id));
-	appendStringInfo(&buf, ", \"version\": " INT64_FORMAT
-					 ", \"position\": " INT64_FORMAT "}", version, position);
+	/* a NOTIFY payload is short: a long stream id is named by the position */
+	appendStringInfo(&buf, "{\"stream_id\": %s, \"version\": " INT64_FORMAT
+					 ", \"position\": " INT64_FORMAT "}",
+					 id.len <= APPEND_NOTIFY_MAX_ID ? id.data : "null",
+					 version, position);
 	Async_Notify("es_events", buf.data);
 	pfree(buf.data);
+	pfree(id.data);
 }
 
 /*
@@ -843,7 +851,10 @@ es_append_json(PG_FUNCTION_ARGS)
 																	  Int32GetDatum(0)))) ||
 				DatumGetBool(DirectFunctionCall2(numeric_gt, NumericGetDatum(num),
 												 DirectFunctionCall1(int4_numeric,
-																	 Int32GetDatum(PG_INT32_MAX)))))
+																	 Int32GetDatum(PG_INT32_MAX)))) ||
+				DatumGetBool(DirectFunctionCall2(numeric_lt, NumericGetDatum(num),
+												 DirectFunctionCall1(int4_numeric,
+																	 Int32GetDatum(PG_INT32_MIN)))))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("key \"schema_version\" of event %d must be a whole number", i + 1)));

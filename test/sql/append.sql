@@ -154,6 +154,9 @@ SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "metadata": 1}]');
 SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "id": "not-a-uuid"}]');
 SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "schema_version": "2"}]');
 SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "typo": 1}]');
+-- schema versions out of int range either way: 22023, as documented
+SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "schema_version": -1e20}]');
+SELECT es.append_json('ap-bad', '[{"type": "A", "data": {}, "schema_version": 1e20}]');
 \set VERBOSITY default
 -- the messages themselves
 SELECT es.append_event('ap-bad', 'A', '[1, 2]');
