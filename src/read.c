@@ -4,9 +4,10 @@
  *	  es.read_stream, es.read_all, es.read_category, es.stream_version,
  *	  es.last_event.
  *
- * Every read goes through read_events(), which runs one cached plan through
- * a cursor and emits each row; that is the single place where events leave
- * the store, and so the place where upcasting applies.  Global and category
+ * Every read runs one of the cached plans below through SPI, under the
+ * pinned search_path: read_events() for the set-returning reads,
+ * read_stream_each() for es.fold, es_last_event() and the stream version;
+ * each event leaves the store through upcast_tuple().  Global and category
  * reads are gap-safe: they read with a snapshot taken together with the
  * horizon of horizon.c and stop below it.  Without preload there is no
  * horizon, and they fall back to reading only events whose transaction is
