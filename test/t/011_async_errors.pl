@@ -74,31 +74,10 @@ sub last_line
 }
 
 # Polls $sql until it returns $expected, at most $timeout seconds.
-sub poll
-{
-	my ($sql, $expected, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		my ($rc, $out) = $node->psql('postgres', $sql);
-		return 1 if $rc == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	return 0;
-}
+sub poll { my ($sql, $expected, $timeout) = @_; return es_poll($node, 'postgres', $sql, $expected, $timeout); }
 
 # Waits until the server log, after $offset, matches $re (at most $timeout s).
-sub log_matches
-{
-	my ($re, $offset, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		return 1 if substr(slurp_file($node->logfile), $offset) =~ $re;
-		usleep(200_000);
-	}
-	return 0;
-}
+sub log_matches { return es_log_matches($node, @_); }
 
 # For projection $name: "missing:duplicated:unknown" against the events
 # of the given SQL condition on es.events e.

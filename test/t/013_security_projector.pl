@@ -57,34 +57,10 @@ sub sql
 }
 
 # Polls $sql until it returns $expected, at most $timeout seconds.
-sub poll
-{
-	my ($db, $sql, $expected, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	my $out = '';
-	while (time() < $deadline)
-	{
-		my $rc;
-		($rc, $out) = $node->psql($db, $sql);
-		return 1 if $rc == 0 && $out eq $expected;
-		usleep(200_000);
-	}
-	diag("last result of [$sql]: $out");
-	return 0;
-}
+sub poll { return es_poll($node, @_); }
 
 # Waits until the server log, after $offset, matches $re (at most $timeout s).
-sub log_matches
-{
-	my ($re, $offset, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		return 1 if substr(slurp_file($node->logfile), $offset) =~ $re;
-		usleep(200_000);
-	}
-	return 0;
-}
+sub log_matches { return es_log_matches($node, @_); }
 
 # Waits for each projection of database $db to have applied every append
 # (after the first one that does not, waits no more).

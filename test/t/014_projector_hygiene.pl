@@ -47,18 +47,7 @@ SELECT es.create_projection('parker', 'public.h_bad(es.event)', on_error => 'par
 });
 
 # Polls $sql until it returns $expected, at most $timeout seconds.
-sub poll
-{
-	my ($sql, $expected, $timeout) = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		my ($rc, $out) = $node->psql('postgres', $sql);
-		return 1 if $rc == 0 && $out eq $expected;
-		usleep(200_000);
-	}
-	return 0;
-}
+sub poll { my ($sql, $expected, $timeout) = @_; return es_poll($node, 'postgres', $sql, $expected, $timeout); }
 
 sub projector_pid
 {

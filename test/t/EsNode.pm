@@ -11,8 +11,11 @@ use warnings;
 
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(es_node children_of pg_alive);
+our @EXPORT = qw(es_node children_of pg_alive es_poll es_log_matches);
 
 # A started node named $name with es preloaded, wal_level = logical, and the
 # lines of $extra added to postgresql.conf.
@@ -62,6 +65,38 @@ sub pg_alive
 	return 0 unless $stat =~ /^\d+ \((.*)\)\s+(\S)/;
 	return 0 if $2 eq 'Z' || $2 eq 'X';
 	return $1 =~ /postgres|postmaster/ ? 1 : 0;
+}
+
+# Polls $sql in database $db of $node until it returns $expected, at most
+# $timeout seconds; on failure, says what it last returned.
+sub es_poll
+{
+	my ($node, $db, $sql, $expected, $timeout) = @_;
+	my $deadline = time() + $timeout;
+	my $out = '';
+	while (time() < $deadline)
+	{
+		my $rc;
+		($rc, $out) = $node->psql($db, $sql);
+		return 1 if $rc == 0 && $out eq $expected;
+		usleep(100_000);
+	}
+	diag("last result of [$sql]: $out");
+	return 0;
+}
+
+# Waits until the log of $node, after $offset, matches $re (at most
+# $timeout seconds).
+sub es_log_matches
+{
+	my ($node, $re, $offset, $timeout) = @_;
+	my $deadline = time() + $timeout;
+	while (time() < $deadline)
+	{
+		return 1 if substr(slurp_file($node->logfile), $offset) =~ $re;
+		usleep(200_000);
+	}
+	return 0;
 }
 
 1;
