@@ -262,6 +262,18 @@ es_usercode_end(EsUserCode *uc)
 	SetUserIdAndSecContext(uc->save_userid, uc->save_sec);
 }
 
+/*
+ * es's own statements on one of its tables that the caller may not read or
+ * write (the registries, the lifecycle rows, the log for es.scavenge): as
+ * the table's owner, under the same restrictions as user code; end with
+ * es_usercode_end.
+ */
+void
+es_as_owner_begin(EsUserCode *uc, Oid relid)
+{
+	es_usercode_begin(uc, es_rel_owner(relid));
+}
+
 /* The admin function with its own name prefixed by "_", in schema es */
 static Oid
 admin_impl_oid(Oid fn_oid)

@@ -80,6 +80,7 @@ extern int	es_internal_begin(void);
 extern void es_internal_end(int level);
 extern void es_usercode_begin(EsUserCode *uc, Oid userid);
 extern void es_usercode_end(EsUserCode *uc);
+extern void es_as_owner_begin(EsUserCode *uc, Oid relid);
 
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1

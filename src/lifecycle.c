@@ -227,8 +227,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 	volatile int64 budget = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT64(0);
 	uint64		s;
 	SPITupleTable *streams;
-	Oid			save_userid;
-	int			save_sec;
+	EsUserCode	uc;
 	int			guc_level;
 
 	if (budget < 1)
@@ -250,10 +249,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 	 * owner of es.events (the abort of an error restores the user).  The
 	 * guard lets our deletes pass, and only while this loop runs.
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_EVENTS)),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	es_as_owner_begin(&uc, es_relation_oid(ES_EVENTS));
 	lifecycle_scavenging = true;
 	PG_TRY();
 	{
@@ -338,7 +334,7 @@ es_scavenge(PG_FUNCTION_ARGS)
 		lifecycle_scavenging = false;
 	}
 	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	es_usercode_end(&uc);
 	SPI_finish();
 	es_internal_end(guc_level);
 	return (Datum) 0;

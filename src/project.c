@@ -198,12 +198,10 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
-	Oid			save_userid;
-	int			save_sec;
+	EsUserCode	uc;
 	List	   *result = NIL;
 	uint64		i;
 	int			rc;
-	int			guc_level;
 	SPIPlanPtr	plan;
 
 	values[0] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
@@ -211,11 +209,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 	values[1] = name ? CStringGetTextDatum(name) : (Datum) 0;
 	nulls[1] = name ? ' ' : 'n';
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_PROJECTIONS)),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	guc_level = es_internal_begin();
+	es_as_owner_begin(&uc, es_relation_oid(ES_PROJECTIONS));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "es: SPI_connect failed");
 	/*
@@ -240,8 +234,7 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
-	es_internal_end(guc_level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	es_usercode_end(&uc);
 	return result;
 }
 

@@ -332,27 +332,6 @@ fold_spi(const char *sql, int nargs, Oid *types, Datum *values)
 	return SPI_processed;
 }
 
-/*
- * The snapshot intervals are read as the owner of es.snapshot_intervals,
- * so that anybody who may fold finds them.  (On error the transaction's
- * abort restores the user.)
- */
-static void
-fold_as_owner_begin(Oid *save_userid, int *save_sec)
-{
-	GetUserIdAndSecContext(save_userid, save_sec);
-	SetUserIdAndSecContext(es_rel_owner(es_relation_oid(ES_SNAPSHOTS)),
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-/* Back to the caller's identity */
-static void
-fold_as_owner_end(Oid save_userid, int save_sec)
-{
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
 /* The caller must have EXECUTE on the reducer: it runs with its rights */
 static void
 fold_check_execute(Oid funcoid)
@@ -421,8 +400,7 @@ es_fold(PG_FUNCTION_ARGS)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		values[2];
-		Oid			save_userid;
-		int			save_sec;
+		EsUserCode	uc;
 
 		values[0] = PointerGetDatum(stream_id);
 		values[1] = PG_GETARG_DATUM(3);
@@ -440,7 +418,8 @@ es_fold(PG_FUNCTION_ARGS)
 													   SPI_tuptable->tupdesc, 2, &isnull));
 			MemoryContextSwitchTo(old);
 		}
-		fold_as_owner_begin(&save_userid, &save_sec);
+		/* read as its owner, so that anybody who may fold finds them */
+		es_as_owner_begin(&uc, es_relation_oid(ES_SNAPSHOTS));
 		if (fold_spi("SELECT i.every FROM ONLY es.snapshot_intervals i"
 					 " WHERE i.snapshot_type OPERATOR(pg_catalog.=) $1",
 					 1, types, &values[1]) > 0)
@@ -450,7 +429,7 @@ es_fold(PG_FUNCTION_ARGS)
 			interval = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												   SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		fold_as_owner_end(save_userid, save_sec);
+		es_usercode_end(&uc);
 	}
 	f.version = snapshot_version;
 

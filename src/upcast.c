@@ -191,9 +191,7 @@ upcast_load(void)
 	HASHCTL		ctl;
 	MemoryContext old;
 	uint64		i;
-	Oid			save_userid;
-	int			save_sec;
-	int			guc_level;
+	EsUserCode	uc;
 
 	if (upcast_cxt == NULL)
 		upcast_cxt = AllocSetContextCreate(CacheMemoryContext, "es upcasters",
@@ -223,11 +221,7 @@ upcast_load(void)
 	 * Every reader applies the registry, whatever its rights: read it as the
 	 * registry's owner.  A load that fails leaves the cache invalid.
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(es_rel_owner(upcast_registry_relid),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	guc_level = es_internal_begin();
+	es_as_owner_begin(&uc, upcast_registry_relid);
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -246,8 +240,7 @@ upcast_load(void)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	es_internal_end(guc_level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	es_usercode_end(&uc);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
