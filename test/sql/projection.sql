@@ -495,6 +495,9 @@ SELECT p.proname, l.lanname, p.prosecdef,
                      '_create_projection', '_rebuild_projection', '_register_upcaster')
  ORDER BY p.proname;
 REVOKE EXECUTE ON FUNCTION es.rebuild_projection(text) FROM PUBLIC;
+-- 0.4.0 -> 0.5.0
+ALTER EXTENSION es UPDATE TO '0.5.0';
+SELECT extversion FROM pg_extension WHERE extname = 'es';
 SELECT es.append_event('pju-3', 'PjOpened', '{}');
 SELECT es.wait_for_projection('pju_async', timeout => '30 seconds');
 SELECT c.stream_id, c.n, es.stream_version(c.stream_id) AS stream_version
