@@ -3,3 +3,169 @@
 -- Each section below names what it changes and why.
 
 \echo Use "ALTER EXTENSION es UPDATE TO '0.5.0'" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Handlers and upcasters resolve names with the search_path of whoever
+-- registered them (as SET search_path FROM CURRENT captures it), pg_temp
+-- moved last; registrations made before 0.5.0 keep pg_catalog, pg_temp.
+-- A function's own SET search_path clause still wins.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es._caller_search_path() RETURNS text
+AS 'MODULE_PATHNAME', 'es_caller_search_path' LANGUAGE C STABLE;
+COMMENT ON FUNCTION es._caller_search_path() IS
+    'Internal: the search_path (pg_temp last) of the caller of the es admin function in progress, which the handler or upcaster it registers runs with.';
+REVOKE EXECUTE ON FUNCTION es._caller_search_path() FROM PUBLIC;
+
+ALTER TABLE es.projections
+    ADD COLUMN search_path text NOT NULL DEFAULT 'pg_catalog, pg_temp';
+ALTER TABLE es.projections
+    ALTER COLUMN search_path SET DEFAULT es._caller_search_path();
+COMMENT ON COLUMN es.projections.search_path IS
+    'The search_path the handler runs with: its registrant''s at es.create_projection, pg_temp last.';
+
+ALTER TABLE es.upcaster_steps
+    ADD COLUMN search_path text NOT NULL DEFAULT 'pg_catalog, pg_temp';
+ALTER TABLE es.upcaster_steps
+    ALTER COLUMN search_path SET DEFAULT es._caller_search_path();
+COMMENT ON COLUMN es.upcaster_steps.search_path IS
+    'The search_path the step''s function runs (and is inlined) with: its registrant''s at es.register_upcaster, pg_temp last.';
+
+-- ---------------------------------------------------------------------------
+-- es.wait_for_projection sleeps on a condition variable that every commit
+-- of a projector, an append or a projection's state change broadcasts (no
+-- polling), and tells at once why it cannot succeed: a paused or stopped
+-- projection raises ES004 instead of waiting out its timeout.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es._projection_changes() RETURNS bigint
+AS 'MODULE_PATHNAME', 'es_projection_changes' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es._projection_changes() IS
+    'Internal: a counter that moves whenever a projector, an append or a change of a projection''s state commits; what es._projection_wait waits on.';
+REVOKE EXECUTE ON FUNCTION es._projection_changes() FROM PUBLIC;
+
+CREATE FUNCTION es._projection_wait(seen bigint, deadline timestamptz) RETURNS boolean
+AS 'MODULE_PATHNAME', 'es_projection_wait' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION es._projection_wait(bigint, timestamptz) IS
+    'Internal: sleeps until es._projection_changes() moves past seen (true) or until the deadline (false).';
+REVOKE EXECUTE ON FUNCTION es._projection_wait(bigint, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION es.wait_for_projection(
+    name text,
+    "position" bigint DEFAULT NULL,
+    timeout interval DEFAULT '5 seconds')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections;
+    target pg_lsn;
+    seen bigint;
+    deadline timestamptz := clock_timestamp() + coalesce(timeout, '5 seconds');
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'es.wait_for_projection needs READ COMMITTED'
+            USING ERRCODE = '25001',
+                  DETAIL = 'It must see other transactions'' commits while it waits.';
+    END IF;
+    p := es._projection_lookup(name);
+    IF p.mode = 'async' AND "position" IS NULL THEN
+        -- every append committed before this call
+        target := es._projector_target_lsn(NULL);
+    END IF;
+    LOOP
+        -- read before looking: a commit after this wakes the sleep below
+        seen := es._projection_changes();
+        p := es._projection_lookup(name);
+        IF p.mode = 'async' AND target IS NULL THEN
+            -- the append of the event at position, once it has committed
+            target := es._projector_target_lsn("position");
+        END IF;
+        IF p.mode = 'inline' THEN
+            -- an inline projection has applied every committed event unless
+            -- paused, and before its pause everything up to paused_at_position
+            IF ("position" IS NULL AND NOT p.paused) OR
+               ("position" IS NOT NULL
+                AND (NOT p.paused OR "position" <= p.paused_at_position)
+                AND EXISTS (SELECT FROM ONLY es.events e
+                             WHERE e.global_position OPERATOR(pg_catalog.=) "position")) THEN
+                RETURN true;
+            END IF;
+        ELSIF p.phase = 'live' AND p.applied_lsn >= target THEN
+            RETURN true;
+        ELSIF p.phase <> 'live' AND "position" IS NOT NULL AND p.caught_up_to >= "position" THEN
+            RETURN true;
+        END IF;
+        IF p.paused THEN
+            RAISE EXCEPTION 'projection "%" is paused', p.name
+                USING ERRCODE = 'ES004',
+                      DETAIL = 'A paused projection applies no events, so waiting for it cannot succeed.',
+                      HINT = format('Resume it with es.resume_projection(%L).', p.name);
+        END IF;
+        IF p.failed_at IS NOT NULL THEN
+            RAISE EXCEPTION 'projection "%" has stopped at the event at position %',
+                            p.name, p.last_error_position
+                USING ERRCODE = 'ES004',
+                      DETAIL = format('Its handler failed: %s', p.last_error),
+                      HINT = format('Fix the handler, then call es.resume_projection(%L).', p.name);
+        END IF;
+        IF NOT es._projection_wait(seen, deadline) THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION es.wait_for_projection(text, bigint, interval) IS
+    'Read-your-writes: waits until the projection has applied the event at position (NULL: everything committed so far); false on timeout, ES004 at once for a paused or stopped projection.';
+
+CREATE FUNCTION es._projection_changed() RETURNS void
+AS 'MODULE_PATHNAME', 'es_projection_changed' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es._projection_changed() IS
+    'Internal: wakes the waiters of es.wait_for_projection when this transaction commits (a projection''s state changed).';
+REVOKE EXECUTE ON FUNCTION es._projection_changed() FROM PUBLIC;
+
+-- pausing or dropping wakes the waiters of es.wait_for_projection (which
+-- then raise ES004 or 42704)
+CREATE OR REPLACE FUNCTION es.pause_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+BEGIN
+    IF p.mode = 'async' THEN
+        UPDATE es.projections SET paused = true WHERE projections.name = p.name;
+        PERFORM es._projector_wake();
+        RETURN;
+    END IF;
+    LOCK TABLE es.events IN SHARE MODE;
+    p := es._projection_lookup(name);
+    IF NOT p.paused THEN
+        -- everything committed so far has been applied
+        UPDATE es.projections SET paused = true,
+               paused_at_position = (SELECT coalesce(max(global_position), 0) FROM es.events)
+         WHERE projections.name = p.name;
+        PERFORM es._projection_changed();
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION es.drop_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+BEGIN
+    IF p.mode = 'inline' THEN
+        LOCK TABLE es.events IN SHARE MODE;
+    END IF;
+    DELETE FROM es.projections WHERE projections.name = p.name;
+    IF p.mode = 'async' THEN
+        PERFORM es._projector_wake();   -- the last one gone: the slot goes too
+    ELSE
+        PERFORM es._projection_changed();
+    END IF;
+END
+$$;

@@ -34,6 +34,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "es.h"
 
@@ -67,6 +68,8 @@ static Oid	es_relation_oids[ES_NRELATIONS];
 
 /* The role that called the es admin function in progress (es_admin_entry) */
 static Oid	admin_caller = InvalidOid;
+/* ... and its search_path, as handlers and upcasters it registers use it */
+static char *admin_search_path = NULL;
 
 void		_PG_init(void);
 
@@ -214,6 +217,16 @@ es_lock_stream_id(text *stream_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+/* Set search_path for the current GUC nest level, unless it is that already */
+static void
+es_set_search_path(const char *path)
+{
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, path) != 0)
+		(void) set_config_option("search_path", path,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
+
 /*
  * Start a section of statements es runs itself: whatever the caller's
  * search_path, names resolve in pg_catalog (and pg_temp, last, for nothing
@@ -224,11 +237,7 @@ es_internal_begin(void)
 {
 	int			level = NewGUCNestLevel();
 
-	if (namespace_search_path == NULL ||
-		strcmp(namespace_search_path, ES_SEARCH_PATH) != 0)
-		(void) set_config_option("search_path", ES_SEARCH_PATH,
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+	es_set_search_path(ES_SEARCH_PATH);
 	return level;
 }
 
@@ -248,10 +257,61 @@ es_internal_end(int level)
 void
 es_usercode_begin(EsUserCode *uc, Oid userid)
 {
+	es_usercode_begin_path(uc, userid, NULL);
+}
+
+/*
+ * The same with the search_path captured when the code was registered
+ * (es_capture_search_path; NULL: pg_catalog, pg_temp).  A SET search_path
+ * clause of the function itself still applies on top of it, as it does
+ * everywhere.
+ */
+void
+es_usercode_begin_path(EsUserCode *uc, Oid userid, const char *search_path)
+{
 	GetUserIdAndSecContext(&uc->save_userid, &uc->save_sec);
 	SetUserIdAndSecContext(userid, uc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	uc->guc_level = es_internal_begin();
+	uc->guc_level = NewGUCNestLevel();
+	es_set_search_path(search_path ? search_path : ES_SEARCH_PATH);
+}
+
+/*
+ * The search_path a handler or an upcaster registered now will run with:
+ * the caller's, as SET search_path FROM CURRENT would capture it, but with
+ * pg_temp moved to the end (where it is searched only for what nothing
+ * else has), so that no temporary object can stand in for the names the
+ * code means.
+ */
+char *
+es_capture_search_path(void)
+{
+	char	   *raw = pstrdup(namespace_search_path ? namespace_search_path : "");
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the current search_path cannot be parsed: \"%s\"",
+						namespace_search_path)));
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (strcmp(name, "pg_temp") == 0)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		/* "$user" stays: it names the role running the code */
+		appendStringInfoString(&buf, quote_identifier(name));
+	}
+	if (buf.len > 0)
+		appendStringInfoString(&buf, ", ");
+	appendStringInfoString(&buf, "pg_temp");
+	return buf.data;
 }
 
 /* User code returned: its settings are undone, the caller's identity back */
@@ -309,6 +369,7 @@ es_admin_entry(PG_FUNCTION_ARGS)
 	FmgrInfo   *impl = fcinfo->flinfo->fn_extra;
 	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
 	Oid			save = admin_caller;
+	char	   *save_path = admin_search_path;
 	Datum		result = (Datum) 0;
 	int			i;
 
@@ -324,6 +385,7 @@ es_admin_entry(PG_FUNCTION_ARGS)
 	for (i = 0; i < fcinfo->nargs; i++)
 		inner->args[i] = fcinfo->args[i];
 
+	admin_search_path = es_capture_search_path();
 	admin_caller = GetUserId();
 	PG_TRY();
 	{
@@ -332,6 +394,7 @@ es_admin_entry(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		admin_caller = save;
+		admin_search_path = save_path;
 	}
 	PG_END_TRY();
 	fcinfo->isnull = inner->isnull;
@@ -352,6 +415,23 @@ es_caller(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("es._caller() is only available inside es admin functions")));
 	PG_RETURN_OID(admin_caller);
+}
+
+PG_FUNCTION_INFO_V1(es_caller_search_path);
+
+/*
+ * es._caller_search_path(): the search_path of the caller of the es admin
+ * function in progress, pg_temp last (es_capture_search_path): what the
+ * handler or upcaster it registers will run with.
+ */
+Datum
+es_caller_search_path(PG_FUNCTION_ARGS)
+{
+	if (admin_search_path == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("es._caller_search_path() is only available inside es admin functions")));
+	PG_RETURN_TEXT_P(cstring_to_text(admin_search_path));
 }
 
 PG_FUNCTION_INFO_V1(es_registry_changed);

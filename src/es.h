@@ -79,6 +79,9 @@ extern void es_check_row_type(TupleDesc desc, EsRowType which);
 extern int	es_internal_begin(void);
 extern void es_internal_end(int level);
 extern void es_usercode_begin(EsUserCode *uc, Oid userid);
+extern void es_usercode_begin_path(EsUserCode *uc, Oid userid,
+								   const char *search_path);
+extern char *es_capture_search_path(void);
 extern void es_usercode_end(EsUserCode *uc);
 extern void es_as_owner_begin(EsUserCode *uc, Oid relid);
 
@@ -158,6 +161,9 @@ typedef struct Projection
 	char	   *name;
 	Oid			handler;
 	Oid			owner;			/* the handler's owner: handlers run as it */
+	char	   *search_path;	/* ... with this search_path (NULL: pinned) */
+	int			statement_timeout;	/* ms per event, 0: none (projector only) */
+	int			lock_timeout;	/* ms, 0: none (projector only) */
 	FmgrInfo	flinfo;
 	List	   *types;			/* event_types (C strings), NIL: all */
 	bool		paused;

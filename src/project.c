@@ -41,6 +41,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/typcache.h"
 
 #include "es.h"
@@ -175,6 +176,7 @@ projection_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
 	}
 	p->paused = DatumGetBool(SPI_getbinval(tup, desc, SPI_fnumber(desc, "paused"), &isnull));
 	p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, SPI_fnumber(desc, "proowner"), &isnull));
+	p->search_path = SPI_getvalue(tup, desc, SPI_fnumber(desc, "search_path"));
 	fmgr_info_cxt(p->handler, &p->flinfo, cxt);
 	MemoryContextSwitchTo(old);
 	return p;
@@ -190,7 +192,8 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 {
 	static const char *sql =
 		"SELECT j.name, j.handler::pg_catalog.oid AS handler, j.event_types, j.paused,"
-		" p.proowner FROM ONLY es.projections j JOIN pg_catalog.pg_proc p"
+		" p.proowner, pg_catalog.to_jsonb(j) OPERATOR(pg_catalog.->>) 'search_path' AS search_path"
+		" FROM ONLY es.projections j JOIN pg_catalog.pg_proc p"
 		" ON p.oid OPERATOR(pg_catalog.=) j.handler::pg_catalog.oid"
 		" WHERE ($1 IS NULL OR j.mode OPERATOR(pg_catalog.=) $1)"
 		" AND ($2 IS NULL OR j.name OPERATOR(pg_catalog.=) $2)"
@@ -323,11 +326,24 @@ projection_apply(Projection *p, HeapTuple event)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	es_usercode_begin(&uc, p->owner);
+	es_usercode_begin_path(&uc, p->owner, p->search_path);
+	if (p->lock_timeout > 0)
+	{
+		char		ms[32];
+
+		snprintf(ms, sizeof(ms), "%d", p->lock_timeout);
+		/* over the projector's pinned 0; rolled back by es_usercode_end */
+		(void) set_config_option("lock_timeout", ms, PGC_SUSET, PGC_S_OVERRIDE,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+	if (p->statement_timeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, p->statement_timeout);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = HeapTupleGetDatum(event);
 	fcinfo->args[0].isnull = false;
 	(void) FunctionCallInvoke(fcinfo);
+	if (p->statement_timeout > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
 	es_usercode_end(&uc);
 
 	error_context_stack = errcb.previous;

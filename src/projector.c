@@ -68,6 +68,7 @@
 #include "replication/logical.h"
 #include "replication/logicalproto.h"
 #include "replication/slot.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -80,6 +81,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/timeout.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -117,12 +119,17 @@ typedef struct ProjectorShared
 	slock_t		mutex;
 	Latch	   *launcher_latch;
 	TimestampTz full_warned_at;	/* the last "no free entry" warning */
+	/* es.wait_for_projection: what it waits on (projector_progress) */
+	pg_atomic_uint64 progress;	/* bumped after each commit that matters */
+	pg_atomic_uint32 waiters;	/* backends asleep on progress_cv */
+	ConditionVariable progress_cv;
 	ProjectorDb dbs[FLEXIBLE_ARRAY_MEMBER];	/* es.max_projector_databases */
 } ProjectorShared;
 
 static ProjectorShared *projector = NULL;
 static bool appended_in_xact = false;
 static bool wake_at_commit = false;
+static bool changed_at_commit = false;	/* wake es.wait_for_projection */
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* The projector's own state */
@@ -220,6 +227,9 @@ ProjectorShmemStartup(void)
 	{
 		memset(projector, 0, projector_shmem_size());
 		SpinLockInit(&projector->mutex);
+		pg_atomic_init_u64(&projector->progress, 0);
+		pg_atomic_init_u32(&projector->waiters, 0);
+		ConditionVariableInit(&projector->progress_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -304,6 +314,23 @@ request_start(ProjectorDb *db, TimestampTz not_before)
 	return db->pid == 0 ? projector->launcher_latch : NULL;
 }
 
+/*
+ * Something a waiting es.wait_for_projection may be waiting for has
+ * committed: a projector's transaction, an append, a change of a
+ * projection's state.  Wake the waiters (if any: appends call this too).
+ * The counter is bumped first, and waiters count themselves before they
+ * read it, so one of the two always sees the other.
+ */
+static void
+projector_progress(void)
+{
+	if (projector == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&projector->progress, 1);
+	if (pg_atomic_read_u32(&projector->waiters) > 0)
+		ConditionVariableBroadcast(&projector->progress_cv);
+}
+
 /* At commit: record an append's WAL end, wake or start the projector */
 static void
 projector_xact_callback(XactEvent event, void *arg)
@@ -315,9 +342,10 @@ projector_xact_callback(XactEvent event, void *arg)
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
-	if (!appended_in_xact && !wake_at_commit)
+	if (!appended_in_xact && !wake_at_commit && !changed_at_commit)
 		return;
-	if (event == XACT_EVENT_COMMIT && projector != NULL)
+	if (event == XACT_EVENT_COMMIT && projector != NULL &&
+		(appended_in_xact || wake_at_commit))
 	{
 		/* commits that ended earlier are before ours in the WAL */
 		XLogRecPtr	now_lsn = XLogRecPtrIsInvalid(XactLastCommitEnd)
@@ -352,8 +380,11 @@ projector_xact_callback(XactEvent event, void *arg)
 		if (db == NULL)
 			projector_full_warning(MyDatabaseId);
 	}
+	if (event == XACT_EVENT_COMMIT)
+		projector_progress();
 	appended_in_xact = false;
 	wake_at_commit = false;
+	changed_at_commit = false;
 }
 
 void
@@ -498,6 +529,20 @@ es_projector_wake(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+PG_FUNCTION_INFO_V1(es_projection_changed);
+
+/*
+ * es._projection_changed(): a projection's state changes in this
+ * transaction (an inline pause or drop); wake es.wait_for_projection's
+ * waiters when it commits.  es._projector_wake() does so too.
+ */
+Datum
+es_projection_changed(PG_FUNCTION_ARGS)
+{
+	changed_at_commit = true;
+	PG_RETURN_VOID();
+}
+
 PG_FUNCTION_INFO_V1(es_projector_target_lsn);
 
 /*
@@ -563,6 +608,79 @@ es_projector_target_lsn(PG_FUNCTION_ARGS)
 	PG_RETURN_LSN(lsn);
 }
 
+PG_FUNCTION_INFO_V1(es_projection_changes);
+
+/*
+ * es._projection_changes(): a counter that moves whenever a projector, an
+ * append or a change of a projection's state commits (0 without preload).
+ * es.wait_for_projection reads it before it looks at the projection, and
+ * sleeps in es._projection_wait until it moves.
+ */
+Datum
+es_projection_changes(PG_FUNCTION_ARGS)
+{
+	if (projector == NULL)
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64((int64) pg_atomic_read_u64(&projector->progress));
+}
+
+PG_FUNCTION_INFO_V1(es_projection_wait);
+
+/*
+ * es._projection_wait(seen, deadline): sleep until the counter of
+ * es._projection_changes() is no longer "seen" (true), or until the
+ * deadline (false).  On the projector's condition variable, which every
+ * such commit broadcasts; interruptible.  Without preload there is no
+ * projector and no shared counter: it sleeps 10 ms (or up to the
+ * deadline) and returns true, for the caller to look again.
+ */
+Datum
+es_projection_wait(PG_FUNCTION_ARGS)
+{
+	uint64		seen = (uint64) PG_GETARG_INT64(0);
+	TimestampTz deadline = PG_GETARG_TIMESTAMPTZ(1);
+	volatile bool woken = false;
+	long		ms;
+
+	ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	if (ms <= 0)
+		PG_RETURN_BOOL(false);
+	if (projector == NULL)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(ms, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		PG_RETURN_BOOL(true);
+	}
+
+	pg_atomic_fetch_add_u32(&projector->waiters, 1);
+	PG_TRY();
+	{
+		ConditionVariablePrepareToSleep(&projector->progress_cv);
+		for (;;)
+		{
+			if (pg_atomic_read_u64(&projector->progress) != seen)
+			{
+				woken = true;
+				break;
+			}
+			ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (ms <= 0)
+				break;
+			(void) ConditionVariableTimedSleep(&projector->progress_cv, ms,
+											   PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pg_atomic_fetch_sub_u32(&projector->waiters, 1);
+	}
+	PG_END_TRY();
+	PG_RETURN_BOOL(woken);
+}
+
 /* ------------------------------------------------------------------------
  * The projector's transactions
  * ------------------------------------------------------------------------
@@ -598,6 +716,7 @@ projector_xact_end(int guc_level)
 {
 	es_internal_end(guc_level);
 	CommitTransactionCommand();
+	projector_progress();
 	if (pgstat_report_stat(false) > 0)
 	{
 		if (stats_pending_since == 0)
@@ -1063,6 +1182,8 @@ apply_unit(ApplyUnit *u)
 		ErrorData  *edata;
 
 		MemoryContextSwitchTo(cxt);
+		/* a handler's statement_timeout must not fire after it failed */
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
@@ -1076,6 +1197,18 @@ apply_unit(ApplyUnit *u)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * Did the unit fail because it was cancelled: a statement_timeout of the
+ * handler, or pg_cancel_backend() on the projector?  That failure is the
+ * event's at projection_current_position: the event is not run again to
+ * find out (a handler that never returns would hold the projector again).
+ */
+static bool
+unit_cancelled(ApplyUnit *u)
+{
+	return u->sqlstate != NULL && strcmp(u->sqlstate, "57014") == 0;
 }
 
 /* Record a parked event */
@@ -1174,12 +1307,24 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	/* an error: again, a transaction (stop) or an event (park) at a time */
 	{
 		XLogRecPtr	prev_end = ap->applied_lsn;
+		ApplyUnit	first = u;
+		int64		cancelled = unit_cancelled(&u) ? projection_current_position : 0;
 
 		foreach(lc, pending)
 		{
 			DecodedXact *x = lfirst(lc);
 			int			i;
+			bool		has_cancelled = false;
 
+			for (i = 0; cancelled != 0 && i < x->npositions; i++)
+				has_cancelled |= x->positions[i] == cancelled;
+			if (!ap->park && has_cancelled)
+			{
+				/* the cancelled event fails its transaction, once */
+				stop_projection(ap, cancelled, &first);
+				ap->new_applied_lsn = prev_end;
+				return;
+			}
 			if (!ap->park)
 			{
 				memset(&u, 0, sizeof(u));
@@ -1202,7 +1347,9 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 					ApplyUnit	one = {.p = ap->p, .snap = snap,
 					.positions = &x->positions[i], .n = 1};
 
-					if (!apply_unit(&one))
+					if (x->positions[i] == cancelled)
+						park_event(ap, cancelled, &first);
+					else if (!apply_unit(&one))
 						park_event(ap, x->positions[i], &one);
 				}
 			}
@@ -1252,7 +1399,22 @@ static KeptPlan load_plan = {
 	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused,"
 	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position,"
 	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
-	"       p.failed_at IS NOT NULL AS failed"
+	"       p.failed_at IS NOT NULL AS failed,"
+	"       pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'search_path' AS search_path,"
+	"       (SELECT pg_catalog.substr(c, 19)"
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
+	"           AND c OPERATOR(pg_catalog.~~) 'statement\\_timeout=%'"
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
+	"         LIMIT 1) AS statement_timeout,"
+	"       (SELECT pg_catalog.substr(c, 14)"
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
+	"           AND c OPERATOR(pg_catalog.~~) 'lock\\_timeout=%'"
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
+	"         LIMIT 1) AS lock_timeout"
 	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr"
 	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid"
 	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'"
@@ -1261,23 +1423,47 @@ static KeptPlan load_plan = {
 };
 
 /*
+ * The timeouts of handlers.  A session of the handler's owner in this
+ * database would get statement_timeout and lock_timeout from the settings
+ * of the owner in the database, of the owner, of the database (ALTER ROLE
+ * / ALTER DATABASE ... SET, pg_db_role_setting), else from the server's
+ * configuration: the projector applies the same to each handler call, with
+ * the server's values as they were when it started (its own session has
+ * the bootstrap superuser's and pins lock_timeout to 0).  0: none.
+ */
+static int	server_statement_timeout = 0;
+static int	server_lock_timeout = 0;
+
+/* A stored setting's value in milliseconds, else "otherwise" */
+static int
+handler_timeout(const char *value, int otherwise)
+{
+	int			ms;
+
+	if (value == NULL || !parse_int(value, &ms, GUC_UNIT_MS, NULL) || ms < 0)
+		return otherwise;
+	return ms;
+}
+
+/*
  * Lock and load the async projections (all, or the one named) into the
- * current memory context.
+ * current memory context, with their handlers' timeouts.
  */
 static List *
 load_projections(const char *name)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	char		nulls[1];
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *result = NIL;
 	uint64		i;
 
 	values[0] = name ? CStringGetTextDatum(name) : (Datum) 0;
 	nulls[0] = name ? ' ' : 'n';
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
 	SPI_connect();
-	spi_run(&load_plan, 1, types, values, nulls, false);
+	spi_run(&load_plan, 2, types, values, nulls, false);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -1299,6 +1485,10 @@ load_projections(const char *name)
 		d = SPI_getbinval(tup, desc, 12, &isnull);
 		ap->live_snapshot_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 		ap->failed = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+		ap->p->statement_timeout = handler_timeout(SPI_getvalue(tup, desc, 15),
+												   server_statement_timeout);
+		ap->p->lock_timeout = handler_timeout(SPI_getvalue(tup, desc, 16),
+											  server_lock_timeout);
 		ap->new_applied_lsn = ap->applied_lsn;
 		result = lappend(result, ap);
 		MemoryContextSwitchTo(old);
@@ -1667,19 +1857,30 @@ catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
 	else
 	{
 		int64		last = from;
+		int64		cancelled = unit_cancelled(failed) ? projection_current_position : 0;
 		int			n;
 
-		/* one event at a time, each in its own subtransaction */
+		/*
+		 * One event at a time, each in its own subtransaction; a cancelled
+		 * event is parked with its first error, without running it again.
+		 */
 		for (n = 0; limit == 0 || n < limit; n++)
 		{
+			int64		bound = cancelled > last ? cancelled : before;
 			ApplyUnit	one = {.p = ap->p, .snap = snap, .from = last,
-			.before = before, .limit = 1};
+			.before = bound, .limit = 1};
 
 			if (apply_unit(&one))
 			{
-				if (one.count == 0)
+				if (one.count > 0)
+					last = one.last;
+				else if (bound == cancelled)
+				{
+					park_event(ap, cancelled, failed);
+					last = cancelled;
+				}
+				else
 					break;
-				last = one.last;
 			}
 			else
 			{
@@ -2485,6 +2686,9 @@ es_projector_main(Datum arg)
 	SpinLockRelease(&projector->mutex);
 	before_shmem_exit(projector_exit, (Datum) 0);
 
+	/* the server's values, before the database's and the role's apply */
+	server_statement_timeout = StatementTimeout;
+	server_lock_timeout = LockTimeout;
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* whatever the database's (or the role's) settings say */
 	projector_pin_settings(true);

@@ -65,6 +65,8 @@ typedef struct UpcastStep
 	bool		renames_type;
 	Oid			funcoid;		/* InvalidOid when there is no function */
 	Oid			owner;			/* the function's owner: it runs as that role */
+	char	   *search_path;	/* ... with the path captured at registration */
+	char	   *funcname;		/* the function, for messages */
 	Expr	   *planned;		/* fn($1), planned on first use */
 	ExprState **exprs;			/* its ExprState for each call depth, or NULL */
 	int			nexprs;
@@ -228,7 +230,8 @@ upcast_load(void)
 			elog(ERROR, "es: SPI_connect failed");
 		if (SPI_execute("SELECT s.event_type, s.from_schema_version, "
 						"s.upcaster::pg_catalog.oid, s.to_event_type, s.rename_fields, "
-						"s.add_fields, s.remove_fields, p.proowner "
+						"s.add_fields, s.remove_fields, p.proowner, "
+						"pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'search_path' "
 						"FROM ONLY es.upcaster_steps s LEFT JOIN pg_catalog.pg_proc p "
 						"ON p.oid OPERATOR(pg_catalog.=) s.upcaster::pg_catalog.oid",
 						true, 0) != SPI_OK_SELECT)
@@ -246,8 +249,8 @@ upcast_load(void)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		v[8];
-		bool		n[8];
+		Datum		v[9];
+		bool		n[9];
 		UpcastKey	key;
 		UpcastStep *step;
 		bool		found;
@@ -270,6 +273,16 @@ upcast_load(void)
 							step->funcoid, type, key.version)));
 		}
 		step->owner = n[7] ? InvalidOid : DatumGetObjectId(v[7]);
+		step->search_path = n[8] ? NULL : TextDatumGetCString(v[8]);
+		step->funcname = NULL;
+		if (OidIsValid(step->funcoid))
+		{
+			/* named in messages as es names it, whatever path is in force */
+			int			level = es_internal_begin();
+
+			step->funcname = format_procedure(step->funcoid);
+			es_internal_end(level);
+		}
 		step->planned = NULL;
 		step->exprs = NULL;
 		step->nexprs = 0;
@@ -353,9 +366,9 @@ upcast_find(const char *type, int len, int32 version)
 
 /*
  * Compile fn($1) for a function step at a call depth: the planner inlines
- * SQL functions.  As the function's owner, under the pinned search_path:
- * what the inlined body names, and the right to execute it, are the
- * owner's.  The expression is planned once; each depth has its ExprState.
+ * SQL functions.  As the function's owner, under the search_path captured
+ * when the step was registered: what the inlined body names, and the right
+ * to execute it, are the owner's.  The expression is planned once; each depth has its ExprState.
  */
 static ExprState *
 upcast_compile(UpcastStep *step, int depth)
@@ -372,7 +385,7 @@ upcast_compile(UpcastStep *step, int depth)
 		memset(step->exprs + step->nexprs, 0, sizeof(ExprState *) * (n - step->nexprs));
 		step->nexprs = n;
 	}
-	es_usercode_begin(&uc, step->owner);
+	es_usercode_begin_path(&uc, step->owner, step->search_path);
 	if (step->planned == NULL)
 	{
 		Param	   *param = makeNode(Param);
@@ -431,7 +444,7 @@ upcast_error_callback(void *arg)
 			   c->step->key.len, c->step->key.type, c->step->key.version,
 			   c->step->key.version + 1,
 			   OidIsValid(c->step->funcoid) ? ", function " : "",
-			   OidIsValid(c->step->funcoid) ? format_procedure(c->step->funcoid) : "");
+			   OidIsValid(c->step->funcoid) ? c->step->funcname : "");
 }
 
 /* Run a step's function on the data (inside its owner's user-code section) */
@@ -469,14 +482,14 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("upcaster %s returned NULL", format_procedure(step->funcoid)),
+				 errmsg("upcaster %s returned NULL", step->funcname),
 				 errhint("An upcaster must return the event's data as a JSON object.")));
 	out = DatumGetJsonbP(result);
 	if (!JB_ROOT_IS_OBJECT(out))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("upcaster %s returned %s, not a JSON object",
-						format_procedure(step->funcoid),
+						step->funcname,
 						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
 				 errhint("An upcaster must return the event's data as a JSON object.")));
 	/* the result may live in the per-tuple memory of the expression context */
@@ -608,7 +621,7 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 	UpcastErrorContext ctx;
 	ErrorContextCallback errcb;
 	EsUserCode	uc;
-	Oid			section = InvalidOid;	/* the owner whose section is open */
+	UpcastStep *section = NULL; /* the step whose section is open */
 
 	if (upcast_nsteps == 0)
 		return tuple;
@@ -639,16 +652,19 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 		if (OidIsValid(step->funcoid))
 		{
 			/*
-			 * User code runs as the function's owner (es_usercode_begin):
-			 * consecutive steps of one owner share a section, and whatever
+			 * User code runs as the function's owner, with the search_path
+			 * of its registration (es_usercode_begin_path): consecutive
+			 * steps of one owner and path share a section, and whatever
 			 * they SET is rolled back before any other code runs.
 			 */
-			if (section != step->owner)
+			if (section == NULL || section->owner != step->owner ||
+				strcmp(section->search_path ? section->search_path : "",
+					   step->search_path ? step->search_path : "") != 0)
 			{
-				if (OidIsValid(section))
+				if (section != NULL)
 					es_usercode_end(&uc);
-				es_usercode_begin(&uc, step->owner);
-				section = step->owner;
+				es_usercode_begin_path(&uc, step->owner, step->search_path);
+				section = step;
 			}
 			data = upcast_call(step, data);
 		}
@@ -659,7 +675,7 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 		cur_len = strlen(step->to_type);
 		step = upcast_find(cur_type, cur_len, version);
 	}
-	if (OidIsValid(section))
+	if (section != NULL)
 		es_usercode_end(&uc);
 
 	error_context_stack = errcb.previous;

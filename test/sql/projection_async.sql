@@ -124,7 +124,9 @@ SELECT balance FROM pa.balances WHERE account = 'pa-new';
 -- ---------------------------------------------------------------------------
 SELECT es.pause_projection('pa_balances');
 SELECT es.append_event('pa-new', 'PaDeposited', '{"amount": 5}');
-SELECT es.wait_for_projection('pa_balances', timeout => '200 ms') AS caught_up_while_paused;
+-- waiting for a paused projection fails at once (ES004) whatever the timeout
+SELECT pa.try($$ SELECT es.wait_for_projection('pa_balances', timeout => '1 hour') $$)
+    AS wait_while_paused;
 SELECT status, lag_events, retained_wal_bytes > 0 AS holds_wal FROM es.projection_status
  WHERE name = 'pa_balances';
 SELECT balance FROM pa.balances WHERE account = 'pa-new';
@@ -157,7 +159,9 @@ SELECT status, last_error, last_error_position = (SELECT global_position FROM es
                                                   WHERE stream_id = 'pa-bad' AND stream_version = 1) AS at_first_bad,
        failed_at IS NOT NULL AS failed_at_set
   FROM es.projection_status WHERE name = 'pa_balances';
-SELECT es.wait_for_projection('pa_balances', timeout => '100 ms') AS caught_up_while_failed;
+-- ... and for a failed one, naming the event it stopped at
+SELECT regexp_replace(pa.try($$ SELECT es.wait_for_projection('pa_balances', timeout => '1 hour') $$),
+                      'position \d+', 'position N') AS wait_while_failed;
 -- resuming without a fix fails again at the same event
 SELECT es.resume_projection('pa_balances');
 SELECT pa.wait_status('pa_balances', 'failed');

@@ -292,9 +292,11 @@ SET work_mem = '2MB';
 SELECT stream_version, event_type, data FROM es.read_stream('sec-1');
 SELECT current_setting('work_mem') AS work_mem;
 RESET ROLE;
--- handlers ran as their owner with the pinned search_path and the caller's
--- work_mem (each call starts from the settings es runs it with); the
--- upcaster ran as its owner, for the appender's handler and for the reader
+-- handlers ran as their owner with the search_path of their registration
+-- (the regression session's, pg_temp last; not the appender's nor what an
+-- earlier call set) and the caller's work_mem (each call starts from the
+-- settings es runs it with); the upcaster ran as its owner, for the
+-- appender's handler and for the reader
 SELECT what, who, search_path, work_mem FROM sec_app.seen;
 SELECT * FROM sec_app.counts ORDER BY stream_id;
 TRUNCATE sec_app.seen;

@@ -131,8 +131,12 @@ ok(log_matches(qr/projection "stopper" stopped at the event at position $poison/
 is($node->safe_psql('postgres', q{SELECT es.wait_for_projection('other', NULL, '30 seconds')}),
 	't', 'stop: another projection keeps going');
 is(exactness('other'), '0:0:0', 'stop: the other projection has every event exactly once');
-is($node->safe_psql('postgres', q{SELECT es.wait_for_projection('stopper', NULL, '1 second')}),
-	'f', 'stop: wait_for_projection on the failed projection returns false');
+{
+	my ($rc, $out, $err) = $node->psql('postgres',
+		q{SELECT es.wait_for_projection('stopper', NULL, '30 seconds')});
+	like($err, qr/ERROR:  projection "stopper" has stopped at the event at position $poison\n.*ET001: poisoned event/s,
+		'stop: wait_for_projection on the failed projection says at once why it cannot succeed (ES004)');
+}
 is(exactness('stopper', "e.global_position < $first_bad_tx"), '0:0:0',
 	'stop: the failed projection has exactly the events before the failing transaction (not its good event, not the poisoned one, nothing after)');
 cmp_ok($node->safe_psql('postgres', q{SELECT lag_events FROM es.projection_status WHERE name = 'stopper'}),

@@ -9,7 +9,9 @@
 #   search_path clause still gets it.
 # - What a handler sets (SET work_mem, SET application_name,
 #   set_config('search_path', ..., false)) does not reach the next call of
-#   that handler, another handler, or the next batch.
+#   that handler, another handler, or the next batch: each call starts with
+#   the search_path its registrant had (PGOPTIONS here: pg_catalog, public;
+#   pg_temp last), whatever the database's settings say.
 # - Handlers are security-restricted: CREATE TEMP TABLE fails (42501), and
 #   with on_error => 'park' the event is parked.
 # - A non-superuser database owner's ALTER DATABASE ... SET search_path =
@@ -308,7 +310,7 @@ is( sql(
 		'sec',
 		q{SELECT count(*) FROM app.seen
 		   WHERE work_mem = '77MB' OR app_name = 'leaky'
-		      OR search_path IS DISTINCT FROM 'pg_catalog, pg_temp'}),
+		      OR search_path IS DISTINCT FROM 'pg_catalog, public, pg_temp'}),
 	'0',
 	'SET work_mem, SET application_name, set_config(search_path) in a handler reach neither its next call, nor the next handler, nor the next batch'
 );
@@ -379,7 +381,7 @@ is( sql(
 		'sec',
 		q{SELECT count(*) FROM app.seen
 		   WHERE work_mem = '77MB' OR app_name = 'leaky'
-		      OR search_path IS DISTINCT FROM 'pg_catalog, pg_temp'}),
+		      OR search_path IS DISTINCT FROM 'pg_catalog, public, pg_temp'}),
 	'0', 'after a restart: still no setting leaks');
 
 # =====================================================================
