@@ -318,8 +318,12 @@ cmp_ok($retained, '>=', $generated,
 	"pause: retained_wal_bytes ($retained) covers at least the WAL written since the pause ($generated)");
 ok(log_matches(qr/WARNING:.*paused projection "sleeper" holds back \d+ bytes of WAL/, $log_offset, 15),
 	'pause: the server log has a WARNING that the paused projection holds back WAL');
-is($node->safe_psql('postgres', q{SELECT es.wait_for_projection('sleeper', NULL, '1 second')}),
-	'f', 'pause: wait_for_projection on the paused projection returns false');
+{
+	my ($rc, $out, $err) = $node->psql('postgres',
+		q{SELECT es.wait_for_projection('sleeper', NULL, '30 seconds')});
+	like($err, qr/ERROR:  projection "sleeper" is paused/,
+		'pause: wait_for_projection on the paused projection says at once why it cannot succeed (ES004)');
+}
 $node->safe_psql('postgres', q{SELECT es.resume_projection('sleeper')});
 is($node->safe_psql('postgres', q{SELECT es.wait_for_projection('sleeper', NULL, '30 seconds')}),
 	't', 'pause: after resume it catches up');
