@@ -1,9 +1,13 @@
 -- doc/demo.sql: the bank account of the event-sourcing literature, told in SQL.
 --
 -- Run it with `bash .ci/demo` (builds, installs, and runs this file in a
--- throwaway cluster), or by hand against a database where es can be created:
+-- throwaway cluster), or by hand against a server where es can be created:
 --
---     psql -X -v ON_ERROR_STOP=1 -f doc/demo.sql
+--     psql -X < doc/demo.sql 2>&1 | less
+--
+-- It shows each statement before its result; the errors it provokes on
+-- purpose are announced ("Expected: ...") and checked, and it stops at any
+-- other error.
 --
 -- The server needs shared_preload_libraries = 'es' and wal_level = logical
 -- (section 18's asynchronous projection decodes the WAL).
@@ -12,13 +16,14 @@
 -- idempotency, the append-only log); 14 evolves the deposits' schema with an
 -- upcaster, 15 folds balances with a reducer and snapshots, 16 shows the
 -- stream lifecycle (retention, delete, tombstone, scavenge, es.streams), 17
--- keeps a table of balances current with an inline projection (es 0.2.0),
--- and 18 keeps balances and per-account statistics with an asynchronous one (es 0.3.0).
+-- keeps a table of balances current with an inline projection, and 18 keeps
+-- balances and per-account statistics with an asynchronous one.
 
 \set ON_ERROR_STOP 1
 \set QUIET 1
--- Errors print their SQLSTATE (ES001, 42501, ...); notices stay one line.
-\set VERBOSITY verbose
+-- Errors and notices print their message, DETAIL and HINT (each expected
+-- error's SQLSTATE is echoed after it); no CONTEXT lines.
+\set VERBOSITY default
 \set SHOW_CONTEXT never
 \pset pager off
 \pset footer off
@@ -31,16 +36,18 @@ DROP DATABASE IF EXISTS es_demo;
 CREATE DATABASE es_demo;
 \c es_demo
 \set QUIET 1
+-- From here on psql prints each statement before its result.
+\set ECHO queries
 
 \echo
-\echo '=== 1. Install the extension ==============================================='
+\echo '=== 1. Install the extension ================================================='
 \echo
 CREATE EXTENSION es;
 SELECT extname AS extension, extversion AS version, extnamespace::regnamespace AS schema
   FROM pg_extension WHERE extname = 'es';
 
 \echo
-\echo '=== 2. Alice opens an account =============================================='
+\echo '=== 2. Alice opens an account ================================================'
 \echo '-- A stream per account: "account-42" (category "account").'
 \echo '-- expected_version 0 means: this stream must not exist yet.'
 \echo
@@ -50,7 +57,7 @@ SELECT es.append_event('account-42', 'AccountOpened',
                        expected_version => 0) AS new_version;
 
 \echo
-\echo '=== 3. Two deposits, appended atomically in one call (es.append) ==========='
+\echo '=== 3. Two deposits, appended atomically in one call (es.append) ============='
 \echo '-- (This first version of the app writes a deposit''s amount as a string:'
 \echo '-- schema version 1 of MoneyDeposited. Section 14 evolves it.)'
 \echo
@@ -60,23 +67,29 @@ SELECT es.append('account-42',
                  expected_version => 1) AS new_version;
 
 \echo
-\echo '=== 4. A withdrawal at the ATM, sent as JSON (es.append_json) =============='
+\echo '=== 4. A withdrawal at the ATM, sent as JSON (es.append_json) ================'
 \echo
 SELECT es.append_json('account-42',
                       '[{"type": "MoneyWithdrawn", "data": {"amount": 30, "via": "atm"},
                          "metadata": {"by": "atm-0815"}}]',
                       expected_version => 3) AS new_version;
 
--- Remember this moment: section 8 looks at the account as it was then.
+\echo
+\echo '-- Remember this moment in the psql variable after_atm (\\gset): section 8'
+\echo '-- looks at the account as it was then.'
+\echo
 SELECT clock_timestamp() AS after_atm \gset
+\echo 'after_atm =' :after_atm
 
 \echo
-\echo '=== 5. A concurrent writer: optimistic concurrency with ES001 =============='
-\echo '-- The teller loads the account (version 4, balance 120) to withdraw 40.'
+\echo '=== 5. A concurrent writer: optimistic concurrency with ES001 ================'
+\echo '-- The teller loads the account (version 4, balance 120) to withdraw 40;'
+\echo '-- the version it loaded goes into the psql variable teller_version, and'
+\echo '-- into the setting demo.teller_version for its code further down.'
 \echo
 SELECT es.stream_version('account-42') AS teller_version \gset
+\echo 'teller_version =' :teller_version
 SET demo.teller_version = :teller_version;
-SELECT :teller_version AS teller_loaded_version;
 
 \echo
 \echo '-- Meanwhile a card payment of 60 lands first, at version 5:'
@@ -85,11 +98,25 @@ SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 60, "via": "c
                        expected_version => :teller_version) AS new_version;
 
 \echo
-\echo '-- The teller saves with the version it loaded: rejected (ES001).'
-\echo '-- Its command handler catches ES001, reloads, re-checks the balance, retries.'
+\echo '-- The teller saves with the version it loaded, 4, and is rejected.'
+\echo '-- Expected: ERROR wrong expected version (SQLSTATE ES001), nothing written.'
 \echo
-\set VERBOSITY default
--- (default verbosity while the block runs: its notices without LOCATION lines)
+\set ON_ERROR_STOP 0
+SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 40, "via": "teller"}',
+                       expected_version => :teller_version) AS new_version;
+-- An error provoked on purpose: psql goes on, shows its SQLSTATE, and a
+-- statement it does not echo stops the demo if it was another error.
+\set ON_ERROR_STOP 1
+\echo '-- SQLSTATE' :SQLSTATE
+\set ECHO none
+SELECT CASE WHEN :'SQLSTATE' = 'ES001' THEN true
+       ELSE ('demo: expected SQLSTATE ES001, got ' || :'SQLSTATE')::boolean END AS ok \gset
+\set ECHO queries
+
+\echo
+\echo '-- So the teller''s command handler catches ES001, reloads the stream,'
+\echo '-- re-checks the balance and retries, telling what it does in NOTICEs:'
+\echo
 DO $$
 DECLARE
     expected bigint := current_setting('demo.teller_version')::bigint;
@@ -125,10 +152,9 @@ BEGIN
     END LOOP;
 END
 $$;
-\set VERBOSITY verbose
 
 \echo
-\echo '=== 6. The stream read back (es.read_stream) ==============================='
+\echo '=== 6. The stream read back (es.read_stream) ================================='
 \echo
 SELECT stream_version AS version, event_type, data, metadata
   FROM es.read_stream('account-42');
@@ -140,7 +166,7 @@ SELECT stream_version AS version, event_type, data
   FROM es.read_stream('account-42', max_count => 2, backwards => true);
 
 \echo
-\echo '=== 7. The balance, folded from the events with plain SQL =================='
+\echo '=== 7. The balance, folded from the events with plain SQL ===================='
 \echo
 SELECT stream_version AS version, event_type,
        (data ->> 'amount')::numeric AS amount,
@@ -151,7 +177,7 @@ SELECT stream_version AS version, event_type,
   FROM es.read_stream('account-42');
 
 \echo
-\echo '=== 8. The account as it was after the ATM withdrawal (as_of) =============='
+\echo '=== 8. The account as it was after the ATM withdrawal (as_of) ================'
 \echo '-- recorded_at is the appending transaction''s start time; as_of keeps the'
 \echo '-- events recorded at or before the moment remembered in section 4.'
 \echo
@@ -164,7 +190,7 @@ SELECT count(*) AS events_then,
   FROM es.read_stream('account-42', as_of => :'after_atm');
 
 \echo
-\echo '=== 9. Idempotent retry: the same event id is written once ================='
+\echo '=== 9. Idempotent retry: the same event id is written once ==================='
 \echo '-- A client times out and resends its deposit with the same event id.'
 \echo
 SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": "25", "memo": "refund"}',
@@ -176,23 +202,40 @@ SELECT es.stream_version('account-42') AS stream_version,
          WHERE event_id = '0b5c6d1e-0000-4000-8000-000000000025') AS copies;
 
 \echo
-\echo '-- The same id with a different payload is not a retry: ES002.'
+\echo '-- The same id with a different payload is not a retry.'
+\echo '-- Expected: ERROR the event id is taken (SQLSTATE ES002), nothing written.'
 \echo
 \set ON_ERROR_STOP 0
 SELECT es.append_event('account-42', 'MoneyDeposited', '{"amount": "2500", "memo": "refund"}',
-                       event_id => '0b5c6d1e-0000-4000-8000-000000000025');
+                       event_id => '0b5c6d1e-0000-4000-8000-000000000025') AS new_version;
 \set ON_ERROR_STOP 1
+\echo '-- SQLSTATE' :SQLSTATE
+\set ECHO none
+SELECT CASE WHEN :'SQLSTATE' = 'ES002' THEN true
+       ELSE ('demo: expected SQLSTATE ES002, got ' || :'SQLSTATE')::boolean END AS ok \gset
+\set ECHO queries
 
 \echo
-\echo '=== 10. History cannot be rewritten, not even by a superuser ==============='
+\echo '=== 10. History cannot be rewritten, not even by a superuser ================='
 \echo
 SELECT current_user AS who, rolsuper AS superuser FROM pg_roles WHERE rolname = current_user;
+\echo
+\echo '-- A superuser tries to erase the withdrawals.'
+\echo '-- Expected: ERROR es.events is append-only (SQLSTATE 42501), nothing deleted.'
+\echo
 \set ON_ERROR_STOP 0
 DELETE FROM es.events WHERE stream_id = 'account-42' AND event_type = 'MoneyWithdrawn';
 \set ON_ERROR_STOP 1
+\echo '-- SQLSTATE' :SQLSTATE
+\set ECHO none
+SELECT CASE WHEN :'SQLSTATE' = '42501' THEN true
+       ELSE ('demo: expected SQLSTATE 42501, got ' || :'SQLSTATE')::boolean END AS ok \gset
+\set ECHO queries
+SELECT count(*) AS withdrawals_still_stored
+  FROM es.events WHERE stream_id = 'account-42' AND event_type = 'MoneyWithdrawn';
 
 \echo
-\echo '=== 11. A second account, and a category read (es.read_category) ==========='
+\echo '=== 11. A second account, and a category read (es.read_category) ============='
 \echo '-- Bob opens account-7; a customer stream lives in another category.'
 \echo
 SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency": "USD"}',
@@ -220,7 +263,7 @@ SELECT stream_id,
  GROUP BY stream_id ORDER BY stream_id;
 
 \echo
-\echo '=== 12. The global log (es.read_all), paged with a checkpoint =============='
+\echo '=== 12. The global log (es.read_all), paged with a checkpoint ================'
 \echo '-- read_all never returns a position while a smaller one may still commit,'
 \echo '-- so "the last position I saw" is a safe checkpoint.'
 \echo
@@ -240,7 +283,7 @@ SELECT global_position AS position, stream_id, event_type, data
   FROM es.read_all(event_types => ARRAY['AccountOpened', 'CustomerRegistered']);
 
 \echo
-\echo '=== 13. Quick look-ups ====================================================='
+\echo '=== 13. Quick look-ups ======================================================='
 \echo
 SELECT es.stream_version('account-42') AS "account-42",
        es.stream_version('account-7')  AS "account-7",
@@ -250,7 +293,7 @@ SELECT stream_version AS version, event_type, data
 
 
 \echo
-\echo '=== 14. The deposits'' schema evolves: an upcaster =========================='
+\echo '=== 14. The deposits'' schema evolves: an upcaster ============================'
 \echo '-- Version 2 of the app writes MoneyDeposited with the amount as a JSON'
 \echo '-- number and the account''s currency (schema_version => 2):'
 \echo
@@ -269,7 +312,7 @@ LANGUAGE sql IMMUTABLE
 RETURN data || jsonb_build_object('amount', (data ->> 'amount')::numeric);
 
 SELECT es.register_upcaster('MoneyDeposited', 1, 'deposit_amount_to_number(jsonb)',
-                            add_fields => '{"currency": "USD"}');
+                            add_fields => '{"currency": "USD"}') \g /dev/null
 SELECT event_type, from_schema_version AS "from", to_schema_version AS "to", kind,
        upcaster, add_fields
   FROM es.upcasters;
@@ -287,7 +330,7 @@ SELECT e.stream_version AS version,
  ORDER BY e.stream_version;
 
 \echo
-\echo '=== 15. Balances folded by a reducer, from a snapshot (es.fold) ============'
+\echo '=== 15. Balances folded by a reducer, from a snapshot (es.fold) =============='
 \echo '-- A reducer (state jsonb, e es.event) RETURNS jsonb applies one event to the'
 \echo '-- state. It is written for version 2 only: (data -> ''amount'')::numeric needs'
 \echo '-- a JSON number, and the upcaster guarantees it one.'
@@ -308,7 +351,7 @@ SELECT es.fold('account-42', 'account_balance(jsonb, es.event)') AS state;
 \echo '-- Save that state as a snapshot of the stream at its version:'
 \echo
 SELECT es.save_snapshot('account-42', (state ->> 'version')::bigint, state)
-  FROM es.fold('account-42', 'account_balance(jsonb, es.event)') AS state;
+  FROM es.fold('account-42', 'account_balance(jsonb, es.event)') AS state \g /dev/null
 SELECT version, state FROM es.load_snapshot('account-42');
 
 \echo
@@ -328,19 +371,19 @@ SELECT s.version AS snapshot_version,
 \echo
 \echo '-- Or let es.fold save snapshots itself, whenever it folded at least N events:'
 \echo
-SELECT es.set_snapshot_interval('default', 2);
+SELECT es.set_snapshot_interval('default', 2) \g /dev/null
 SELECT es.fold('account-7', 'account_balance(jsonb, es.event)') AS bob;
 SELECT stream_id, version, state FROM es.snapshots ORDER BY stream_id;
 
 \echo
-\echo '=== 16. The stream lifecycle: retention, delete, tombstone, scavenge ======='
+\echo '=== 16. The stream lifecycle: retention, delete, tombstone, scavenge ========='
 \echo '-- ATM 0815 reports its cash level every hour; only the last 3 reports matter.'
 \echo
 SELECT es.append('atm-0815',
                  ARRAY(SELECT es.new_event('CashLevelReported',
                                            jsonb_build_object('notes', 1000 - 150 * h))
                          FROM generate_series(0, 5) AS h)) AS atm_version;
-SELECT es.set_stream_metadata('atm-0815', max_count => 3);
+SELECT es.set_stream_metadata('atm-0815', max_count => 3) \g /dev/null
 SELECT stream_version AS version, data FROM es.read_stream('atm-0815');
 
 \echo
@@ -361,9 +404,17 @@ SELECT count(*) AS bob_snapshots FROM es.snapshots WHERE stream_id = 'account-7'
 \echo
 SELECT es.append_event('customer-test', 'CustomerRegistered', '{"name": "Test"}') AS version;
 SELECT es.tombstone_stream('customer-test') AS tombstoned_at_version;
+\echo
+\echo '-- Expected: ERROR the stream is deleted for good (SQLSTATE ES003).'
+\echo
 \set ON_ERROR_STOP 0
-SELECT es.append_event('customer-test', 'CustomerRenamed', '{"name": "Test 2"}');
+SELECT es.append_event('customer-test', 'CustomerRenamed', '{"name": "Test 2"}') AS version;
 \set ON_ERROR_STOP 1
+\echo '-- SQLSTATE' :SQLSTATE
+\set ECHO none
+SELECT CASE WHEN :'SQLSTATE' = 'ES003' THEN true
+       ELSE ('demo: expected SQLSTATE ES003, got ' || :'SQLSTATE')::boolean END AS ok \gset
+\set ECHO queries
 
 \echo
 \echo '-- es.streams, the admin view: hidden events stay stored until es.scavenge.'
@@ -375,7 +426,7 @@ SELECT stream_id, version, stored_events, state, deleted_before, max_count
 \echo '-- es.scavenge removes them in batches: call it until it returns no row.'
 \echo
 SELECT * FROM es.scavenge(max_events => 1000);
-SELECT * FROM es.scavenge(max_events => 1000);
+SELECT count(*) AS rows_returned FROM es.scavenge(max_events => 1000);
 SELECT stream_id, version, stored_events, state, scavenged_to
   FROM es.streams ORDER BY stream_id;
 
@@ -388,7 +439,7 @@ SELECT es.append_event('account-7', 'AccountOpened', '{"owner": "Bob", "currency
 SELECT stream_version AS version, event_type, data FROM es.read_stream('account-7');
 
 \echo
-\echo '=== 17. A read model kept current by an inline projection (es 0.2.0) ======'
+\echo '=== 17. A read model kept current by an inline projection ===================='
 \echo '-- The bank wants a table of balances to query, not a fold per request. A'
 \echo '-- projection handler (e es.event) RETURNS void applies one event to it. It'
 \echo '-- gets events upcast (amounts are numbers), runs as its owner with'
@@ -423,7 +474,7 @@ $$;
 SELECT es.create_projection('balances', 'public.project_balance(es.event)',
                             event_types => ARRAY['AccountOpened', 'MoneyDeposited', 'MoneyWithdrawn'],
                             mode => 'inline',
-                            tables => ARRAY['public.account_balances'::regclass]);
+                            tables => ARRAY['public.account_balances'::regclass]) \g /dev/null
 SELECT b.account, b.balance, b.version,
        es.fold(b.account, 'account_balance(jsonb, es.event)') ->> 'balance' AS folded
   FROM account_balances b ORDER BY b.account;
@@ -440,19 +491,29 @@ SELECT account, balance, version FROM account_balances WHERE account = 'account-
 COMMIT;
 
 \echo
-\echo '-- Bob deposits into his new account; a rolled-back withdrawal leaves no trace,'
-\echo '-- in the log or in the read table:'
+\echo '-- Bob deposits 80 into his new account:'
 \echo
 SELECT es.append_event('account-7', 'MoneyDeposited',
                        '{"amount": 80, "currency": "USD", "memo": "cash"}',
                        schema_version => 2) AS bob_version;
+
+\echo
+\echo '-- A withdrawal of 70 that is rolled back leaves no trace. Inside its'
+\echo '-- transaction the table already shows it:'
+\echo
 BEGIN;
 SELECT es.append_event('account-7', 'MoneyWithdrawn', '{"amount": 70, "via": "atm"}')
        AS bob_version;
-SELECT account, balance, version FROM account_balances WHERE account = 'account-7';
+SELECT account, balance AS balance_before_rollback, version AS version_before_rollback
+  FROM account_balances WHERE account = 'account-7';
 ROLLBACK;
-SELECT account, balance, version FROM account_balances WHERE account = 'account-7';
-SELECT es.stream_version('account-7') AS bob_version;
+
+\echo
+\echo '-- After the ROLLBACK, neither the read table nor the log has it:'
+\echo
+SELECT account, balance AS balance_after_rollback, version AS version_after_rollback
+  FROM account_balances WHERE account = 'account-7';
+SELECT es.stream_version('account-7') AS bob_version_after_rollback;
 
 \echo
 \echo '-- Read-your-writes from another connection: wait until the projection has'
@@ -465,12 +526,12 @@ SELECT es.wait_for_projection('balances',
 \echo
 \echo '-- Paused, it lags behind; resumed, it catches up on what it missed:'
 \echo
-SELECT es.pause_projection('balances');
+SELECT es.pause_projection('balances') \g /dev/null
 SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 15, "via": "card"}')
        AS new_version;
 SELECT name, mode, status, last_position, lag_events FROM es.projection_status;
 SELECT es.wait_for_projection('balances', timeout => '50 milliseconds') AS caught_up;
-SELECT es.resume_projection('balances');
+SELECT es.resume_projection('balances') \g /dev/null
 SELECT name, mode, status, handler, event_types, tables, last_position, lag_events
   FROM es.projection_status;
 SELECT b.account, b.balance, b.version,
@@ -478,7 +539,7 @@ SELECT b.account, b.balance, b.version,
   FROM account_balances b ORDER BY b.account;
 
 \echo
-\echo '=== 18. Balances kept by an asynchronous projection (es 0.3.0) ============='
+\echo '=== 18. Balances kept by an asynchronous projection =========================='
 \echo '-- The bank''s reports want each balance with deposit and withdrawal counts and'
 \echo '-- sums per account.'
 \echo '-- They need not slow the appends down: an async projection (the default'
@@ -522,7 +583,7 @@ $$;
 \echo
 SELECT es.create_projection('account_stats', 'public.project_account_stats(es.event)',
                             event_types => ARRAY['MoneyDeposited', 'MoneyWithdrawn'],
-                            tables => ARRAY['public.account_stats'::regclass]);
+                            tables => ARRAY['public.account_stats'::regclass]) \g /dev/null
 SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS caught_up;
 \echo
 \echo '-- It saw the stored events the inline projection saw (Bob''s first account'
@@ -570,13 +631,13 @@ SELECT pubname, pubinsert, pubupdate, pubdelete FROM pg_publication;
 \echo '-- written since (the server log warns: "paused projection ... holds back'
 \echo '-- N bytes of WAL"). Resumed, it catches up from that WAL.'
 \echo
-SELECT es.pause_projection('account_stats');
+SELECT es.pause_projection('account_stats') \g /dev/null
 SELECT es.append_event('account-7', 'MoneyWithdrawn', '{"amount": 30, "via": "atm"}')
        AS bob_version;
 SELECT es.wait_for_projection('account_stats', timeout => '200 milliseconds') AS applied;
 SELECT name, status, last_position, lag_events, retained_wal_bytes > 0 AS holds_wal
   FROM es.projection_status WHERE name = 'account_stats';
-SELECT es.resume_projection('account_stats');
+SELECT es.resume_projection('account_stats') \g /dev/null
 SELECT es.wait_for_projection('account_stats', timeout => '30 seconds') AS applied;
 SELECT name, status, last_position, lag_events FROM es.projection_status
  WHERE name = 'account_stats';
@@ -588,7 +649,8 @@ SELECT s.account, s.withdrawals, s.withdrawn, s.balance,
 \echo '-- Dropping the last async projection of the database: the projector drops'
 \echo '-- its slot and the publication, and exits (the read table stays).'
 \echo
-SELECT es.drop_projection('account_stats');
+SELECT es.drop_projection('account_stats') \g /dev/null
+\echo '-- (waiting, at most 10 s, until the projector has dropped its slot:)'
 DO $$
 BEGIN
     FOR i IN 1..1000 LOOP
