@@ -14,7 +14,7 @@
 CREATE FUNCTION es._caller_search_path() RETURNS text
 AS 'MODULE_PATHNAME', 'es_caller_search_path' LANGUAGE C STABLE;
 COMMENT ON FUNCTION es._caller_search_path() IS
-    'Internal: the search_path (pg_temp last) of the caller of the es admin function in progress, which the handler or upcaster it registers runs with.';
+    'Internal: the search_path (pg_temp last) of the caller of the es admin function in progress, which the handler or upcaster it registers runs with; pg_catalog, pg_temp outside one (rows restored from a dump made before 0.5.0).';
 REVOKE EXECUTE ON FUNCTION es._caller_search_path() FROM PUBLIC;
 
 ALTER TABLE es.projections

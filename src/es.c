@@ -422,16 +422,16 @@ PG_FUNCTION_INFO_V1(es_caller_search_path);
 /*
  * es._caller_search_path(): the search_path of the caller of the es admin
  * function in progress, pg_temp last (es_capture_search_path): what the
- * handler or upcaster it registers will run with.
+ * handler or upcaster it registers will run with.  The default of the
+ * registries' search_path columns: outside an admin function (rows that a
+ * restore of a dump from before 0.5.0 loads without the column) it is the
+ * path those registrations ran with, pg_catalog, pg_temp.
  */
 Datum
 es_caller_search_path(PG_FUNCTION_ARGS)
 {
-	if (admin_search_path == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("es._caller_search_path() is only available inside es admin functions")));
-	PG_RETURN_TEXT_P(cstring_to_text(admin_search_path));
+	PG_RETURN_TEXT_P(cstring_to_text(admin_search_path ? admin_search_path
+									 : ES_SEARCH_PATH));
 }
 
 PG_FUNCTION_INFO_V1(es_registry_changed);

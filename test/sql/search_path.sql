@@ -72,6 +72,14 @@ SELECT es.append_event('sp-3', 'SpUnresolved', '{}');
 SELECT es.stream_version('sp-3');
 RESET search_path;
 
+-- a row loaded without the column, as a restore of a dump made before 0.5.0
+-- loads it, gets the path those registrations ran with
+BEGIN;
+INSERT INTO es.upcaster_steps (event_type, from_schema_version, add_fields)
+VALUES ('SpRestored', 1, '{"a": 1}');
+SELECT search_path FROM es.upcaster_steps WHERE event_type = 'SpRestored';
+ROLLBACK;
+
 SELECT es.drop_projection('sp_unresolved');
 SELECT es.drop_projection('sp_inline');
 SELECT es.drop_projection('sp_own');
