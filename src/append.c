@@ -587,8 +587,8 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		append_check_duplicate_ids(events, n);
 
 	/* we bypass the executor, so make its checks ourselves */
-	PreventCommandIfReadOnly("es.append");
-	PreventCommandIfParallelMode("es.append");
+	PreventCommandIfReadOnly(try_only ? "es.try_append" : "es.append");
+	PreventCommandIfParallelMode(try_only ? "es.try_append" : "es.append");
 
 	/* Make sure our xid exists before positions do (fallback rule) */
 	(void) GetTopTransactionId();
