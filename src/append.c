@@ -2,7 +2,9 @@
  *
  * append.c
  *	  es.append, es.append_json, es.append_event: optimistic concurrency
- *	  and exact idempotency on an append-only log.
+ *	  and exact idempotency on an append-only log; es.try_append,
+ *	  es.try_append_json, es.try_append_event: the same appends, answering
+ *	  a stale expected version with NULL instead of ES001.
  *
  * An append locks its stream (a transaction-scoped lock on a hash of the
  * stream id: never wider than one stream), reads the stream's version from
@@ -101,12 +103,25 @@ append_stream_id_arg(FunctionCallInfo fcinfo, int argno)
 	return stream_id;
 }
 
-/* Check an expected version argument; false when it is NULL (any) */
+/*
+ * Check an expected version argument; false when it is NULL (any).  A try
+ * append needs one: without it, a stale version could not be told apart,
+ * and a driver's null (an unset variable) would silently append at any
+ * version.
+ */
 static bool
-append_expected_arg(FunctionCallInfo fcinfo, int argno, int64 *expected)
+append_expected_arg(FunctionCallInfo fcinfo, int argno, int64 *expected,
+					bool try_only)
 {
 	if (PG_ARGISNULL(argno))
+	{
+		if (try_only)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("expected_version must not be null in a try append"),
+					 errhint("Use es.append, es.append_json or es.append_event to append at any version.")));
 		return false;
+	}
 	*expected = PG_GETARG_INT64(argno);
 	if (*expected < -1)
 		ereport(ERROR,
@@ -337,6 +352,15 @@ append_check_overlap(AppendTarget *t, text *stream_id, AppendEvent *events, int 
 	return first_version + n - 1;
 }
 
+/* True when a stream at "version" (existing or not) meets "expected" */
+static bool
+append_version_matches(int64 expected, int64 version, bool exists)
+{
+	return expected == version ||
+		(expected == -1 && exists) ||
+		(expected == 0 && !exists);
+}
+
 /* Raise the wrong expected version error */
 static void
 append_wrong_version(text *stream_id, int64 expected, int64 actual)
@@ -543,11 +567,14 @@ append_positions(Oid seqoid, int64 *positions, int n)
 /*
  * Append "n" validated events to a stream; the heart of every append
  * function.  Returns the stream's new version (or, for a repeated call, the
- * version its events were written at).
+ * version its events were written at).  A stale expected version raises
+ * ES001, or, for a try append ("try_only"), sets *stale and returns -1 having
+ * written nothing: the same checks under the same lock, only the answer
+ * differs.  The stream lock is kept to the end of the transaction either way.
  */
 static int64
 append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
-			  bool has_expected, int64 expected)
+			  bool has_expected, int64 expected, bool try_only, bool *stale)
 {
 	AppendTarget t;
 	int64		version;
@@ -560,8 +587,8 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		append_check_duplicate_ids(events, n);
 
 	/* we bypass the executor, so make its checks ourselves */
-	PreventCommandIfReadOnly("es.append");
-	PreventCommandIfParallelMode("es.append");
+	PreventCommandIfReadOnly(try_only ? "es.try_append" : "es.append");
+	PreventCommandIfParallelMode(try_only ? "es.try_append" : "es.append");
 
 	/* Make sure our xid exists before positions do (fallback rule) */
 	(void) GetTopTransactionId();
@@ -594,14 +621,19 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 		exists = version > m.deleted_before;
 	}
 	result = -1;
+	*stale = false;
+	/* a repeat is recognized first: it succeeds whatever the expected version */
 	if (ids_given)
 		result = append_check_overlap(&t, stream_id, events, n);
 	if (result < 0 && has_expected &&
-		!(expected == version || (expected == -1 && exists) ||
-		  (expected == 0 && !exists)))
-		append_wrong_version(stream_id, expected, version);
+		!append_version_matches(expected, version, exists))
+	{
+		if (!try_only)
+			append_wrong_version(stream_id, expected, version);
+		*stale = true;
+	}
 
-	if (result < 0)
+	if (result < 0 && !*stale)
 	{
 		/* Positions, under the horizon so gap-safe readers stop below them */
 		positions = palloc(sizeof(int64) * n);
@@ -625,20 +657,20 @@ append_events(text *stream_id, AppendEvent *events, int n, bool ids_given,
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(es_append_event);
-
 /*
- * es.append_event(stream_id, event_type, data, metadata, expected_version,
- *				   event_id, schema_version)
+ * es.append_event and es.try_append_event: (stream_id, event_type, data,
+ * metadata, expected_version, event_id, schema_version)
  */
-Datum
-es_append_event(PG_FUNCTION_ARGS)
+static Datum
+append_event_call(FunctionCallInfo fcinfo, bool try_only)
 {
 	text	   *stream_id = append_stream_id_arg(fcinfo, 0);
 	AppendEvent ev;
 	int64		expected = 0;
-	bool		has_expected = append_expected_arg(fcinfo, 4, &expected);
+	bool		has_expected = append_expected_arg(fcinfo, 4, &expected, try_only);
 	bool		ids_given;
+	bool		stale;
+	int64		version;
 
 	ids_given = append_fill_event(&ev, 1,
 								  PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
@@ -648,19 +680,40 @@ es_append_event(PG_FUNCTION_ARGS)
 								  !PG_ARGISNULL(6),
 								  PG_ARGISNULL(6) ? 1 : PG_GETARG_INT32(6));
 
-	PG_RETURN_INT64(append_events(stream_id, &ev, 1, ids_given,
-								  has_expected, expected));
+	version = append_events(stream_id, &ev, 1, ids_given,
+							has_expected, expected, try_only, &stale);
+	if (stale)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(version);
 }
 
-PG_FUNCTION_INFO_V1(es_append);
+PG_FUNCTION_INFO_V1(es_append_event);
 
-/* es.append(stream_id, events es.new_event[], expected_version) */
+/* es.append_event(...): one event */
 Datum
-es_append(PG_FUNCTION_ARGS)
+es_append_event(PG_FUNCTION_ARGS)
+{
+	return append_event_call(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(es_try_append_event);
+
+/* es.try_append_event(...): one event, NULL for a stale expected version */
+Datum
+es_try_append_event(PG_FUNCTION_ARGS)
+{
+	return append_event_call(fcinfo, true);
+}
+
+/* es.append and es.try_append: (stream_id, events es.new_event[], expected_version) */
+static Datum
+append_array_call(FunctionCallInfo fcinfo, bool try_only)
 {
 	text	   *stream_id = append_stream_id_arg(fcinfo, 0);
 	int64		expected = 0;
-	bool		has_expected = append_expected_arg(fcinfo, 2, &expected);
+	bool		has_expected = append_expected_arg(fcinfo, 2, &expected, try_only);
+	bool		stale;
+	int64		version;
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *elemnulls;
@@ -728,8 +781,29 @@ es_append(PG_FUNCTION_ARGS)
 									   fn[4] ? 1 : DatumGetInt32(f[4]));
 	}
 
-	PG_RETURN_INT64(append_events(stream_id, events, n, ids_given,
-								  has_expected, expected));
+	version = append_events(stream_id, events, n, ids_given,
+							has_expected, expected, try_only, &stale);
+	if (stale)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(version);
+}
+
+PG_FUNCTION_INFO_V1(es_append);
+
+/* es.append(stream_id, events es.new_event[], expected_version) */
+Datum
+es_append(PG_FUNCTION_ARGS)
+{
+	return append_array_call(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(es_try_append);
+
+/* es.try_append(...): es.append, NULL for a stale expected version */
+Datum
+es_try_append(PG_FUNCTION_ARGS)
+{
+	return append_array_call(fcinfo, true);
 }
 
 /* The value of key "key" in a JSON object, or NULL when absent or null */
@@ -753,18 +827,19 @@ append_json_key(JsonbContainer *obj, const char *key, enum jbvType want,
 	return v;
 }
 
-PG_FUNCTION_INFO_V1(es_append_json);
-
 /*
- * es.append_json(stream_id, events jsonb, expected_version): events is a
- * JSON array of {"type", "data", "metadata", "id", "schema_version"}.
+ * es.append_json and es.try_append_json: (stream_id, events jsonb,
+ * expected_version), events a JSON array of {"type", "data", "metadata",
+ * "id", "schema_version"}.
  */
-Datum
-es_append_json(PG_FUNCTION_ARGS)
+static Datum
+append_json_call(FunctionCallInfo fcinfo, bool try_only)
 {
 	text	   *stream_id = append_stream_id_arg(fcinfo, 0);
 	int64		expected = 0;
-	bool		has_expected = append_expected_arg(fcinfo, 2, &expected);
+	bool		has_expected = append_expected_arg(fcinfo, 2, &expected, try_only);
+	bool		stale;
+	int64		version;
 	Jsonb	   *arr;
 	int			n;
 	int			i;
@@ -866,6 +941,27 @@ es_append_json(PG_FUNCTION_ARGS)
 									   id, schema_given, schema_version);
 	}
 
-	PG_RETURN_INT64(append_events(stream_id, events, n, ids_given,
-								  has_expected, expected));
+	version = append_events(stream_id, events, n, ids_given,
+							has_expected, expected, try_only, &stale);
+	if (stale)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(version);
+}
+
+PG_FUNCTION_INFO_V1(es_append_json);
+
+/* es.append_json(stream_id, events jsonb, expected_version) */
+Datum
+es_append_json(PG_FUNCTION_ARGS)
+{
+	return append_json_call(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(es_try_append_json);
+
+/* es.try_append_json(...): es.append_json, NULL for a stale expected version */
+Datum
+es_try_append_json(PG_FUNCTION_ARGS)
+{
+	return append_json_call(fcinfo, true);
 }
