@@ -225,3 +225,97 @@ REVOKE EXECUTE ON FUNCTION
     es.try_append_json(text, jsonb, bigint),
     es.try_append_event(text, text, jsonb, jsonb, bigint, uuid, int)
   FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Batch handlers (issue 14, item 2): an async projection's handler may take
+-- es.event[]: the upcast events of one or more committed transactions, in
+-- commit order (in position order in a catch-up or rebuild), for set-based
+-- SQL.  On an error, es applies the events one at a time to find the one
+-- that fails, for on_error.
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION es._create_projection(
+    name text,
+    handler regprocedure,
+    event_types text[],
+    mode text,
+    tables regclass[],
+    on_error text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn record;
+    t regclass;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'projection name must not be NULL or empty' USING ERRCODE = '22023';
+    END IF;
+    IF handler IS NULL THEN
+        RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT p.pronargs, p.proargtypes, p.prorettype, p.prokind INTO fn
+      FROM pg_proc p WHERE p.oid = handler;
+    IF fn.prokind <> 'f' OR fn.pronargs <> 1
+       OR fn.proargtypes[0] NOT IN ('es.event'::regtype, 'es.event[]'::regtype)
+       OR fn.prorettype <> 'void'::regtype THEN
+        RAISE EXCEPTION 'handler % must be a function (e es.event) RETURNS void, or a batch handler (events es.event[]) RETURNS void', handler
+            USING ERRCODE = '42P13';
+    END IF;
+    -- a batch handler takes the events of one or more committed transactions
+    IF fn.proargtypes[0] = 'es.event[]'::regtype AND mode = 'inline' THEN
+        RAISE EXCEPTION 'inline projections take one event at a time'
+            USING ERRCODE = '22023',
+                  DETAIL = format('The handler %s takes es.event[], a batch of events: that is for async projections.', handler),
+                  HINT = 'Use mode => ''async'', or a handler (e es.event) RETURNS void.';
+    END IF;
+    -- it will run as its owner on every event: only that owner may lend it
+    PERFORM es._check_function_owner(handler, 'handler');
+    IF mode IS NULL OR mode NOT IN ('inline', 'async') THEN
+        RAISE EXCEPTION 'invalid projection mode "%"', mode
+            USING ERRCODE = '22023', HINT = 'Use ''inline'' or ''async''.';
+    END IF;
+    IF on_error IS NULL OR on_error NOT IN ('stop', 'park') THEN
+        RAISE EXCEPTION 'invalid on_error "%"', on_error
+            USING ERRCODE = '22023', HINT = 'Use ''stop'' or ''park''.';
+    END IF;
+    IF mode = 'inline' AND on_error = 'park' THEN
+        RAISE EXCEPTION 'inline projections cannot park events'
+            USING ERRCODE = '22023',
+                  DETAIL = 'An inline handler runs in the appending transaction: its error aborts the append.';
+    END IF;
+    IF event_types IS NOT NULL AND (cardinality(event_types) = 0
+       OR array_position(event_types, NULL) IS NOT NULL OR '' = ANY (event_types)) THEN
+        RAISE EXCEPTION 'event_types must be NULL (all) or a non-empty array of non-empty types'
+            USING ERRCODE = '22023';
+    END IF;
+    IF tables IS NOT NULL AND array_position(tables, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'tables must not contain NULL' USING ERRCODE = '22004';
+    END IF;
+    -- es.rebuild_projection truncates them: the caller must be allowed to
+    FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
+        PERFORM es._check_projection_table(t, name);
+    END LOOP;
+    IF EXISTS (SELECT FROM es.projections p WHERE p.name = _create_projection.name) THEN
+        RAISE EXCEPTION 'projection "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+
+    IF mode = 'async' THEN
+        PERFORM es._projector_check();
+        -- the projector catches up from the table, then follows commits
+        INSERT INTO es.projections (name, handler, event_types, mode, tables, on_error,
+                                    phase, catchup_target)
+        VALUES (name, handler, event_types, mode, coalesce(tables, '{}'), on_error,
+                'catching_up', (SELECT coalesce(max(global_position), 0) FROM es.events));
+        PERFORM es._projector_wake();
+        RETURN;
+    END IF;
+    LOCK TABLE es.events IN SHARE MODE;
+    INSERT INTO es.projections (name, handler, event_types, mode, tables, on_error)
+    VALUES (name, handler, event_types, mode, coalesce(tables, '{}'), on_error);
+    PERFORM es._projection_replay(name, 0);
+END
+$$;
+COMMENT ON FUNCTION es._create_projection(text, regprocedure, text[], text, regclass[], text) IS
+    'Internal: the implementation of es.create_projection, which checks the caller''s rights first.';

@@ -164,6 +164,11 @@ typedef struct Projection
 	char	   *search_path;	/* ... with this search_path (NULL: pinned) */
 	int			statement_timeout;	/* ms per event, 0: none (projector only) */
 	int			lock_timeout;	/* ms, 0: none (projector only) */
+	bool		batch;			/* handler(events es.event[]): async only */
+	struct ArrayBuildState *acc;	/* a batch handler's events, until flushed */
+	MemoryContext acc_cxt;
+	int64		acc_first;
+	int64		acc_last;
 	FmgrInfo	flinfo;
 	List	   *types;			/* event_types (C strings), NIL: all */
 	bool		paused;
@@ -176,6 +181,8 @@ extern TupleDesc projection_event_desc(void);
 extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
 extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
 extern bool projection_apply(Projection *p, HeapTuple event);
+extern void projection_flush(Projection *p);
+extern void projection_flush_discard(Projection *p);
 extern int64 projection_replay(Projection *p, int64 from, int64 before,
 							   int64 limit, Snapshot snap, int64 *count);
 extern Projection *projection_get(text *name);

@@ -67,6 +67,8 @@ typedef struct ApplyErrorContext
 {
 	const char *projection;
 	int64		position;
+	int64		first;			/* a batch: its first position */
+	int			n;				/* events in the call */
 } ApplyErrorContext;
 
 static void
@@ -74,8 +76,12 @@ apply_error_callback(void *arg)
 {
 	ApplyErrorContext *c = arg;
 
-	errcontext("projection \"%s\", event at global position " INT64_FORMAT,
-			   c->projection, c->position);
+	if (c->n > 1)
+		errcontext("projection \"%s\", batch of %d events at global positions " INT64_FORMAT " to " INT64_FORMAT,
+				   c->projection, c->n, c->first, c->position);
+	else
+		errcontext("projection \"%s\", event at global position " INT64_FORMAT,
+				   c->projection, c->position);
 }
 
 /* es.projections changed (or everything was flushed) */
@@ -157,6 +163,8 @@ projection_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
 	Projection *p = palloc0(sizeof(Projection));
 	bool		isnull;
 	Datum		d;
+	Oid		   *argtypes;
+	int			nargs;
 
 	p->name = SPI_getvalue(tup, desc, SPI_fnumber(desc, "name"));
 	p->handler = DatumGetObjectId(SPI_getbinval(tup, desc, SPI_fnumber(desc, "handler"), &isnull));
@@ -177,6 +185,11 @@ projection_from_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
 	p->paused = DatumGetBool(SPI_getbinval(tup, desc, SPI_fnumber(desc, "paused"), &isnull));
 	p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, SPI_fnumber(desc, "proowner"), &isnull));
 	p->search_path = SPI_getvalue(tup, desc, SPI_fnumber(desc, "search_path"));
+	/* a batch handler takes es.event[] */
+	p->batch = get_func_nargs(p->handler) == 1 &&
+		get_array_type(es_event_type_oid()) != InvalidOid &&
+		get_func_signature(p->handler, &argtypes, &nargs) != InvalidOid &&
+		argtypes[0] == get_array_type(es_event_type_oid());
 	fmgr_info_cxt(p->handler, &p->flinfo, cxt);
 	MemoryContextSwitchTo(old);
 	return p;
@@ -301,26 +314,24 @@ projection_event_from_row(HeapTuple row, TupleDesc rowdesc)
 }
 
 /*
- * Hand one upcast event to a projection's handler: as the handler's owner,
- * security-restricted, with the pinned search_path and its settings rolled
- * back when it returns (es_usercode_begin).  Returns false when the
- * projection's filter skips the event.
+ * Call a projection's handler with "arg" (one es.event, or an es.event[]
+ * of n events from "first" to "last"): as the handler's owner,
+ * security-restricted, with the projection's search_path, its settings
+ * rolled back when it returns (es_usercode_begin_path), within the
+ * owner's timeouts (set by the projector; 0 inline).
  */
-bool
-projection_apply(Projection *p, HeapTuple event)
+static void
+call_handler(Projection *p, Datum arg, int n, int64 first, int64 last)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	EsUserCode	uc;
 	ApplyErrorContext c;
 	ErrorContextCallback errcb;
-	bool		isnull;
-
-	if (!projection_wants(p, event))
-		return false;
 
 	c.projection = p->name;
-	c.position = DatumGetInt64(heap_getattr(event, READ_ATT_GLOBAL_POSITION,
-											projection_event_desc(), &isnull));
+	c.first = first;
+	c.position = last;
+	c.n = n;
 	errcb.callback = apply_error_callback;
 	errcb.arg = &c;
 	errcb.previous = error_context_stack;
@@ -339,7 +350,7 @@ projection_apply(Projection *p, HeapTuple event)
 	if (p->statement_timeout > 0)
 		enable_timeout_after(STATEMENT_TIMEOUT, p->statement_timeout);
 	InitFunctionCallInfoData(*fcinfo, &p->flinfo, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = HeapTupleGetDatum(event);
+	fcinfo->args[0].value = arg;
 	fcinfo->args[0].isnull = false;
 	(void) FunctionCallInvoke(fcinfo);
 	if (p->statement_timeout > 0)
@@ -347,7 +358,70 @@ projection_apply(Projection *p, HeapTuple event)
 	es_usercode_end(&uc);
 
 	error_context_stack = errcb.previous;
+}
+
+/*
+ * Hand one upcast event to a projection's handler (call_handler); a batch
+ * handler's events are collected until projection_flush.  Returns false
+ * when the projection's filter skips the event.
+ */
+bool
+projection_apply(Projection *p, HeapTuple event)
+{
+	bool		isnull;
+	int64		position;
+
+	if (!projection_wants(p, event))
+		return false;
+	position = DatumGetInt64(heap_getattr(event, READ_ATT_GLOBAL_POSITION,
+										  projection_event_desc(), &isnull));
+	if (!p->batch)
+	{
+		call_handler(p, HeapTupleGetDatum(event), 1, position, position);
+		return true;
+	}
+	if (p->acc == NULL)
+	{
+		if (p->acc_cxt == NULL)
+			p->acc_cxt = AllocSetContextCreate(GetMemoryChunkContext(p),
+											   "es batch handler events",
+											   ALLOCSET_DEFAULT_SIZES);
+		p->acc = initArrayResult(es_event_type_oid(), p->acc_cxt, false);
+		p->acc_first = position;
+	}
+	(void) accumArrayResult(p->acc, HeapTupleGetDatum(event), false,
+							es_event_type_oid(), p->acc_cxt);
+	p->acc_last = position;
 	return true;
+}
+
+/*
+ * A batch handler: call it with the events collected since the last flush,
+ * in the order they were applied (commit order, or position order in a
+ * replay), if there are any.  A no-op for the other handlers.
+ */
+void
+projection_flush(Projection *p)
+{
+	Datum		events;
+	int			n;
+
+	if (!p->batch || p->acc == NULL)
+		return;
+	n = p->acc->nelems;
+	events = makeArrayResult(p->acc, p->acc_cxt);
+	p->acc = NULL;
+	call_handler(p, events, n, p->acc_first, p->acc_last);
+	MemoryContextReset(p->acc_cxt);
+}
+
+/* Forget the events collected for a batch handler (its call failed) */
+void
+projection_flush_discard(Projection *p)
+{
+	p->acc = NULL;
+	if (p->acc_cxt != NULL)
+		MemoryContextReset(p->acc_cxt);
 }
 
 /*
@@ -379,6 +453,7 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 	index_rescan(scan, key, 2, NULL, 0);
 	upcast_begin();
 	(void) projection_event_desc_get(true);
+	projection_flush_discard(p);
 	guc_level = handlers_begin();
 	while ((limit == 0 || n < limit) &&
 		   index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -398,6 +473,7 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 		CHECK_FOR_INTERRUPTS();
 	}
 	ExecClearTuple(slot);
+	projection_flush(p);
 	if (count)
 		*count = n;
 	handlers_end(guc_level);

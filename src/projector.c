@@ -1103,6 +1103,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 	int			i;
 
 	upcast_begin();
+	projection_flush_discard(p);
 	guc_level = handlers_begin();
 	for (i = 0; i < n; i++)
 	{
@@ -1126,6 +1127,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 		ExecClearTuple(slot);
 		CHECK_FOR_INTERRUPTS();
 	}
+	projection_flush(p);
 	handlers_end(guc_level);
 	upcast_end();
 	index_endscan(scan);
@@ -1208,7 +1210,42 @@ apply_unit(ApplyUnit *u)
 static bool
 unit_cancelled(ApplyUnit *u)
 {
-	return u->sqlstate != NULL && strcmp(u->sqlstate, "57014") == 0;
+	/* a batch handler's call was for many events: they are tried one by one */
+	return u->sqlstate != NULL && strcmp(u->sqlstate, "57014") == 0 &&
+		!u->p->batch;
+}
+
+/*
+ * A batch handler failed on the events of a transaction, as a whole: find
+ * the first event it fails on alone, for the error report, each alone in
+ * a subtransaction inside one that is rolled back (nothing of the
+ * transaction stays applied).  Fills "failed" with that event's error;
+ * returns its position, or 0 when each succeeds alone.
+ */
+static int64
+batch_failing_event(Projection *p, DecodedXact *x, Snapshot snap, ApplyUnit *failed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		position = 0;
+	int			i;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	for (i = 0; i < x->npositions && position == 0; i++)
+	{
+		ApplyUnit	one = {.p = p, .snap = snap, .positions = &x->positions[i], .n = 1};
+
+		if (!apply_unit(&one))
+		{
+			position = x->positions[i];
+			*failed = one;
+		}
+	}
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return position;
 }
 
 /* Record a parked event */
@@ -1334,8 +1371,24 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 				u.n = x->npositions;
 				if (!apply_unit(&u))
 				{
+					int64		at = projection_current_position;
+
+					/* a batch handler: which event of x fails */
+					if (ap->p->batch)
+					{
+						ApplyUnit	alone = u;
+						int64		pos = batch_failing_event(ap->p, x, snap, &alone);
+
+						if (pos != 0)
+						{
+							at = pos;
+							u = alone;
+						}
+						else
+							at = x->positions[0];
+					}
 					/* nothing of x stays applied; resume starts at x */
-					stop_projection(ap, projection_current_position, &u);
+					stop_projection(ap, at, &u);
 					ap->new_applied_lsn = prev_end;
 					return;
 				}
@@ -1834,7 +1887,30 @@ static int64
 catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
 				Snapshot snap, ApplyUnit *failed)
 {
-	if (!ap->park)
+	if (!ap->park && ap->p->batch)
+	{
+		int64		last = from;
+
+		/*
+		 * A batch handler's call failed for many events: apply them one by
+		 * one, keeping each, up to the one that fails, and stop there.
+		 */
+		for (;;)
+		{
+			ApplyUnit	one = {.p = ap->p, .snap = snap, .from = last,
+			.before = before, .limit = 1};
+
+			if (!apply_unit(&one))
+			{
+				stop_projection(ap, projection_current_position, &one);
+				return last;
+			}
+			if (one.count == 0)
+				return last;	/* each succeeds alone */
+			last = one.last;
+		}
+	}
+	else if (!ap->park)
 	{
 		int64		at = projection_current_position;
 		int64		done = from;
