@@ -343,8 +343,9 @@ call_handler(Projection *p, Datum arg, int n, int64 first, int64 last)
 		char		ms[32];
 
 		snprintf(ms, sizeof(ms), "%d", p->lock_timeout);
-		/* over the projector's pinned 0; rolled back by es_usercode_end */
-		(void) set_config_option("lock_timeout", ms, PGC_SUSET, PGC_S_OVERRIDE,
+		/* over the projector's pinned 0, under the function's own SET
+		 * clause; rolled back by es_usercode_end */
+		(void) set_config_option("lock_timeout", ms, PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
 	if (p->statement_timeout > 0)

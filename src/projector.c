@@ -2698,7 +2698,9 @@ projector_pin_settings(bool at_start)
 						PGC_SUSET, PGC_S_OVERRIDE);
 		SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
 		SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
-		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+		/* a session's value (above the database's and roles'): a handler's
+		 * owner's lock_timeout and the function's own SET clause go on it */
+		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
 		SetConfigOption("application_name", "es projector", PGC_SUSET, PGC_S_OVERRIDE);
 	}
 

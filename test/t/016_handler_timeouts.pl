@@ -163,6 +163,18 @@ END $$;
 ALTER FUNCTION public.lk(es.event) OWNER TO lock_owner;
 GRANT SELECT ON public.locked TO lock_owner;
 SELECT es.create_projection('locker', 'public.lk(es.event)', on_error => 'park');
+-- its own SET clause applies: lock_timeout, before the database's statement_timeout
+CREATE FUNCTION public.lk_own(e es.event) RETURNS void LANGUAGE plpgsql
+SET lock_timeout = '100ms' AS $$
+BEGIN
+  IF e.event_type = 'Locked' THEN
+    PERFORM pg_catalog.count(*) FROM public.locked;
+  END IF;
+END $$;
+ALTER FUNCTION public.lk_own(es.event) OWNER TO free_owner;
+SELECT es.create_projection('locker_own', 'public.lk_own(es.event)', on_error => 'park');
+SELECT es.wait_for_projection('locker', NULL, '60 seconds');
+SELECT es.wait_for_projection('locker_own', NULL, '60 seconds');
 BEGIN;
 LOCK TABLE public.locked IN ACCESS EXCLUSIVE MODE;
 PREPARE TRANSACTION 'hold_locked';
@@ -173,6 +185,10 @@ is(sql('db_timeout', q{SET statement_timeout = 0; SELECT es.wait_for_projection(
 	't', 'the owner\'s lock_timeout ends the handler\'s wait for a lock');
 is(sql('db_timeout', q{SELECT sqlstate FROM es.projection_errors WHERE projection = 'locker'}),
 	'55P03', 'the locked event is parked with the lock timeout as its error');
+is(sql('db_timeout', q{SELECT es.wait_for_projection('locker_own', NULL, '60 seconds')}),
+	't', 'a handler with its own SET lock_timeout clause ...');
+is(sql('db_timeout', q{SELECT sqlstate FROM es.projection_errors WHERE projection = 'locker_own'}),
+	'55P03', '... gets it (a lock timeout, not the database\'s statement_timeout)');
 sql('db_timeout', q{COMMIT PREPARED 'hold_locked'});
 
 # ---------------------------------------------------------------------------
