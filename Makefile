@@ -30,3 +30,13 @@ tapcheck:
 	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='6$(DEF_PGPORT)' \
 	PG_REGRESS='$(dir $(PGXS))../../src/test/regress/pg_regress' \
 	$(PROVE) -I $(PG_TAP_PERL) -I test/t $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
+
+# Source release archive for PGXN: es-<version>.zip of the committed tree
+# (HEAD), its files under es-<version>/.  The version is es.control's
+# default_version; META.json must carry the same one.
+DIST_VERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" es.control)
+.PHONY: dist
+dist:
+	@grep -q '"version": "$(DIST_VERSION)"' META.json || \
+		{ echo "META.json does not name version $(DIST_VERSION)" >&2; exit 1; }
+	git archive --format zip --prefix=es-$(DIST_VERSION)/ -o es-$(DIST_VERSION).zip HEAD
