@@ -153,6 +153,7 @@ extern void upcast_begin(void);
 extern void upcast_end(void);
 extern bool upcast_any(void);
 extern HeapTuple upcast_tuple(HeapTuple tuple, TupleDesc desc);
+extern bool upcast_values(Datum *values, bool *nulls);
 extern List *upcast_source_types(List *wanted);
 
 /* project.c: projections (handlers, inline trigger, replays) */

@@ -19,13 +19,24 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -309,6 +320,52 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	MemoryContextDelete(per_event);
 }
 
+/*
+ * May a read of a stream read es.events directly, through its primary key?  The
+ * caller needs SELECT on the table, as the query would check; with only
+ * column privileges, or row security on the table, the query runs instead
+ * (through SPI), which applies them.
+ */
+static bool
+read_direct_ok(Oid relid)
+{
+	return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+}
+
+/*
+ * The version of a stream's last stored event visible to the statement's
+ * snapshot, 0 when none, read directly from the primary key: the first
+ * visible entry of a backward scan of its (stream_id, stream_version) keys.
+ */
+static int64
+read_last_version_direct(Oid relid, text *stream_id)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		version = 0;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		version = DatumGetInt64(slot_getattr(slot, Anum_events_stream_version, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
 /* The version of a stream's last stored event, 0 when none */
 static int64
 read_last_stored_version(text *stream_id)
@@ -317,6 +374,10 @@ read_last_stored_version(text *stream_id)
 	char		nulls[5] = {' ', 'n', ' ', ' ', 'n'};
 	int64		version = 0;
 	int			guc_level;
+	Oid			relid = es_relation_oid(ES_EVENTS);
+
+	if (read_direct_ok(relid))
+		return read_last_version_direct(relid, stream_id);
 
 	values[0] = PointerGetDatum(stream_id);
 	values[1] = values[4] = (Datum) 0;
@@ -430,6 +491,90 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 	es_internal_end(guc_level);
 }
 
+/*
+ * es.read_stream without SPI: an index scan of the primary key (stream_id,
+ * stream_version) under the statement's snapshot, the events copied into
+ * the result as they come, upcast when a step applies.  It returns what
+ * STREAM_QUERY returns: versions from "from" on, recorded at or before
+ * as_of and at or after min_recorded (when given), at most "limit" (-1: no
+ * limit), oldest first or newest first.
+ */
+static void
+read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
+				   int64 from, bool has_as_of, TimestampTz as_of,
+				   bool has_min, TimestampTz min_recorded, int64 limit,
+				   bool backwards)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot;
+	MemoryContext per_event = NULL;
+	int64		emitted = 0;
+	bool		upcasting = upcast_any();
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	es_check_row_type(rsinfo->setDesc, ES_ROW_EVENT);
+	if (limit == 0)
+		return;
+	if (upcasting)
+		per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
+										  ALLOCSET_SMALL_SIZES);
+
+	rel = table_open(relid, AccessShareLock);
+	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(stream_id));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+						   InvalidOid, F_INT8GE, Int64GetDatum(from));
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+
+	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection,
+							  slot))
+	{
+		Datum		values[READ_NATTS];
+		bool		nulls[READ_NATTS];
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getsomeattrs(slot, READ_NATTS);
+		memcpy(values, slot->tts_values, sizeof(values));
+		memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+		if (has_as_of || has_min)
+		{
+			TimestampTz at = DatumGetTimestampTz(values[READ_ATT_RECORDED_AT - 1]);
+
+			if ((has_as_of && at > as_of) || (has_min && at < min_recorded))
+				continue;
+		}
+		/* events leave the store here, in their newest shape */
+		if (upcasting)
+		{
+			MemoryContext old = MemoryContextSwitchTo(per_event);
+
+			(void) upcast_values(values, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_event);
+		}
+		else
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (++emitted == limit)
+			break;
+	}
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	if (per_event)
+		MemoryContextDelete(per_event);
+}
+
 PG_FUNCTION_INFO_V1(es_read_stream);
 
 /* es.read_stream(stream_id, from_version, max_count, backwards, as_of) */
@@ -441,6 +586,7 @@ es_read_stream(PG_FUNCTION_ARGS)
 	int64		from_version = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT64(1);
 	bool		backwards = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
 	text	   *stream_id = read_stream_id_arg(fcinfo, 0);
+	Oid			relid;
 
 	values[0] = PointerGetDatum(stream_id);
 	if (from_version < 0)
@@ -454,8 +600,15 @@ es_read_stream(PG_FUNCTION_ARGS)
 	upcast_begin();
 	values[1] = Int64GetDatum(read_visible_from(stream_id, from_version,
 												&values[4], &nulls[4]));
-	read_events(fcinfo, backwards ? READ_STREAM_BACKWARD : READ_STREAM_FORWARD,
-				values, nulls, NULL, NIL, -1);
+	relid = es_relation_oid(ES_EVENTS);
+	if (read_direct_ok(relid))
+		read_stream_direct(fcinfo, relid, stream_id, DatumGetInt64(values[1]),
+						   nulls[2] == ' ', nulls[2] == ' ' ? DatumGetTimestampTz(values[2]) : 0,
+						   nulls[4] == ' ', nulls[4] == ' ' ? DatumGetTimestampTz(values[4]) : 0,
+						   nulls[3] == ' ' ? DatumGetInt64(values[3]) : -1, backwards);
+	else
+		read_events(fcinfo, backwards ? READ_STREAM_BACKWARD : READ_STREAM_FORWARD,
+					values, nulls, NULL, NIL, -1);
 	upcast_end();
 	return (Datum) 0;
 }

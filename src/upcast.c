@@ -33,7 +33,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "catalog/pg_language.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
@@ -44,6 +46,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/acl.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
@@ -74,6 +77,9 @@ typedef struct UpcastStep
 	char	  **rename_from;
 	char	  **rename_to;
 	Jsonb	   *add_fields;		/* NULL when none */
+	int			nadd;			/* ... and its pairs, decoded */
+	JsonbValue *add_keys;
+	JsonbValue *add_vals;
 	int			nremove;
 	char	  **remove;
 } UpcastStep;
@@ -106,11 +112,27 @@ static int	upcast_call_depth = 0;	/* evaluations of fn($1) running now */
 typedef struct UpcastErrorContext
 {
 	int64		position;
-	const char *stream_id;
-	const char *stored_type;
+	Datum		stream_id;		/* text, converted only if an error is reported */
+	Datum		stored_type;	/* text */
 	int32		stored_version;
 	UpcastStep *step;
 } UpcastErrorContext;
+
+/*
+ * The top-level pairs of an object being edited by declarative steps: a
+ * chain of steps edits them in place, and the object is built once at the
+ * end (or before a function step), not once per step.  Keys are unique;
+ * "sorted" tells whether they are in jsonb's key order, the order in which
+ * a step meets the keys of a stored object.
+ */
+typedef struct UpcastPairs
+{
+	int			n;
+	int			cap;
+	bool		sorted;
+	JsonbValue *keys;			/* jbvString */
+	JsonbValue *vals;			/* scalars or jbvBinary */
+} UpcastPairs;
 
 /* Hash of a key: its type's bytes and its version */
 static uint32
@@ -311,6 +333,25 @@ upcast_load(void)
 			}
 		}
 		step->add_fields = n[5] ? NULL : DatumGetJsonbPCopy(v[5]);
+		step->nadd = 0;
+		step->add_keys = step->add_vals = NULL;
+		if (step->add_fields != NULL)
+		{
+			JsonbIterator *it = JsonbIteratorInit(&step->add_fields->root);
+			JsonbValue	jv;
+			JsonbIteratorToken tok;
+			int			cap = JB_ROOT_COUNT(step->add_fields);
+
+			step->add_keys = palloc(sizeof(JsonbValue) * Max(cap, 1));
+			step->add_vals = palloc(sizeof(JsonbValue) * Max(cap, 1));
+			while ((tok = JsonbIteratorNext(&it, &jv, true)) != WJB_DONE)
+			{
+				if (tok == WJB_KEY)
+					step->add_keys[step->nadd] = jv;
+				else if (tok == WJB_VALUE)
+					step->add_vals[step->nadd++] = jv;
+			}
+		}
 		step->nremove = 0;
 		step->remove = n[6] ? NULL : upcast_text_array(v[6], &step->nremove);
 		upcast_nsteps++;
@@ -365,6 +406,70 @@ upcast_find(const char *type, int len, int32 version)
 }
 
 /*
+ * The body of a SQL upcaster, as an expression of its argument $1, when it
+ * is one that can stand for a call to it: SQL-language, pre-parsed
+ * (RETURN or BEGIN ATOMIC with a single SELECT of one jsonb expression, no
+ * FROM, no sub-select, no aggregate), not SECURITY DEFINER, no SET clause,
+ * executable by the current user (the owner).  NULL otherwise.  Strictness
+ * does not matter: the argument is never NULL (stored data, or a checked
+ * step result).
+ */
+static Expr *
+upcast_sql_body(Oid funcoid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	Form_pg_proc proc;
+	Datum		body;
+	bool		isnull;
+	Node	   *n;
+	Query	   *q;
+	TargetEntry *tle;
+	Expr	   *result = NULL;
+
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	body = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosqlbody, &isnull);
+	if (isnull || proc->prolang != SQLlanguageId || proc->prosecdef ||
+		proc->proretset || proc->prorettype != JSONBOID || proc->pronargs != 1 ||
+		proc->proargtypes.values[0] != JSONBOID ||
+		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL) ||
+		pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	{
+		ReleaseSysCache(tup);
+		return NULL;
+	}
+	n = stringToNode(TextDatumGetCString(body));
+	ReleaseSysCache(tup);
+
+	/* BEGIN ATOMIC: a list of statement lists; RETURN: one query */
+	if (IsA(n, List))
+	{
+		List	   *stmts = linitial_node(List, castNode(List, n));
+
+		if (list_length(castNode(List, n)) != 1 || list_length(stmts) != 1)
+			return NULL;
+		n = linitial(stmts);
+	}
+	if (!IsA(n, Query))
+		return NULL;
+	q = (Query *) n;
+	if (q->commandType != CMD_SELECT || q->hasAggs || q->hasWindowFuncs ||
+		q->hasTargetSRFs || q->hasSubLinks || q->cteList != NIL ||
+		q->rtable != NIL || q->jointree == NULL || q->jointree->fromlist != NIL ||
+		q->jointree->quals != NULL || q->groupClause != NIL ||
+		q->groupingSets != NIL || q->havingQual != NULL ||
+		q->distinctClause != NIL || q->sortClause != NIL ||
+		q->limitOffset != NULL || q->limitCount != NULL ||
+		q->setOperations != NULL || list_length(q->targetList) != 1)
+		return NULL;
+	tle = linitial_node(TargetEntry, q->targetList);
+	if (exprType((Node *) tle->expr) == JSONBOID)
+		result = tle->expr;
+	return result;
+}
+
+/*
  * Compile fn($1) for a function step at a call depth: the planner inlines
  * SQL functions.  As the function's owner, under the search_path captured
  * when the step was registered: what the inlined body names, and the right
@@ -400,6 +505,22 @@ upcast_compile(UpcastStep *step, int depth)
 		call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
 							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 		step->planned = expression_planner((Expr *) call);
+
+		/*
+		 * The planner keeps the call when the body is more volatile than
+		 * the function is declared (an IMMUTABLE upcaster that calls the
+		 * STABLE jsonb_build_object, say), since it could be folded at plan
+		 * time.  Nothing is folded here: the expression runs for each
+		 * event, as the call would, so its body can be used all the same.
+		 */
+		if (IsA(step->planned, FuncExpr) &&
+			((FuncExpr *) step->planned)->funcid == step->funcoid)
+		{
+			Expr	   *body = upcast_sql_body(step->funcoid);
+
+			if (body != NULL)
+				step->planned = expression_planner(body);
+		}
 	}
 	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
 	es_usercode_end(&uc);
@@ -440,7 +561,8 @@ upcast_error_callback(void *arg)
 	errcontext("upcasting event at global position " INT64_FORMAT
 			   " (stream \"%s\", type \"%s\", stored schema version %d) "
 			   "with step %.*s %d -> %d%s%s",
-			   c->position, c->stream_id, c->stored_type, c->stored_version,
+			   c->position, TextDatumGetCString(c->stream_id),
+			   TextDatumGetCString(c->stored_type), c->stored_version,
 			   c->step->key.len, c->step->key.type, c->step->key.version,
 			   c->step->key.version + 1,
 			   OidIsValid(c->step->funcoid) ? ", function " : "",
@@ -510,136 +632,234 @@ upcast_name_index(char **names, int n, const char *key, int keylen)
 	return -1;
 }
 
-/* Push one key (a C string of "len" bytes) into a JSONB object under construction */
-static void
-upcast_push_key(JsonbParseState **state, const char *key, int len)
+/* Index of a key in the pairs, or -1 */
+static int
+upcast_pairs_find(UpcastPairs *p, const char *key, int len)
 {
-	JsonbValue	k;
+	int			i;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = len;
-	pushJsonbValue(state, WJB_KEY, &k);
+	for (i = 0; i < p->n; i++)
+		if (p->keys[i].val.string.len == len &&
+			memcmp(p->keys[i].val.string.val, key, len) == 0)
+			return i;
+	return -1;
 }
 
-/*
- * Apply a step's declarative edits, in order: rename keys (a renamed value
- * replaces a key of the new name), then add missing keys with their
- * defaults, then remove keys.  Top-level keys only.
- */
-static Jsonb *
-upcast_edit(UpcastStep *step, Jsonb *data)
+/* Room for one more pair */
+static void
+upcast_pairs_reserve(UpcastPairs *p)
 {
-	JsonbParseState *state = NULL;
-	JsonbIterator *it;
-	JsonbValue	k;
+	if (p->n < p->cap)
+		return;
+	p->cap = Max(p->cap * 2, 8);
+	p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
+		: palloc(sizeof(JsonbValue) * p->cap);
+	p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
+		: palloc(sizeof(JsonbValue) * p->cap);
+}
+
+/* Set a key: replace its value when present, else append it */
+static void
+upcast_pairs_set(UpcastPairs *p, const JsonbValue *key, const JsonbValue *val)
+{
+	int			i = upcast_pairs_find(p, key->val.string.val, key->val.string.len);
+
+	if (i >= 0)
+	{
+		p->vals[i] = *val;
+		return;
+	}
+	upcast_pairs_reserve(p);
+	p->keys[p->n] = *key;
+	p->vals[p->n++] = *val;
+	p->sorted = false;
+}
+
+/* Decode the top level of an object into the pairs (nested values stay binary) */
+static void
+upcast_pairs_load(UpcastPairs *p, Jsonb *data)
+{
+	JsonbIterator *it = JsonbIteratorInit(&data->root);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+
+	p->n = 0;
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			upcast_pairs_reserve(p);
+			p->keys[p->n] = v;
+		}
+		else if (tok == WJB_VALUE)
+			p->vals[p->n++] = v;
+	}
+	p->sorted = true;
+}
+
+/* jsonb's order of object keys: shorter first, then bytewise */
+static int
+upcast_key_cmp(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->val.string.len != b->val.string.len)
+		return a->val.string.len < b->val.string.len ? -1 : 1;
+	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
+}
+
+/* Put the pairs in jsonb's key order (insertion sort: objects are small) */
+static void
+upcast_pairs_sort(UpcastPairs *p)
+{
+	int			i;
+
+	for (i = 1; i < p->n; i++)
+	{
+		JsonbValue	k = p->keys[i];
+		JsonbValue	v = p->vals[i];
+		int			j = i - 1;
+
+		while (j >= 0 && upcast_key_cmp(&p->keys[j], &k) > 0)
+		{
+			p->keys[j + 1] = p->keys[j];
+			p->vals[j + 1] = p->vals[j];
+			j--;
+		}
+		p->keys[j + 1] = k;
+		p->vals[j + 1] = v;
+	}
+	p->sorted = true;
+}
+
+/* Build the object the pairs describe */
+static Jsonb *
+upcast_pairs_build(UpcastPairs *p)
+{
+	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	int			i;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-
-	/* kept keys, then renamed ones: the last of duplicate keys wins */
-	for (int pass = 0; pass < 2; pass++)
+	for (i = 0; i < p->n; i++)
 	{
-		it = JsonbIteratorInit(&data->root);
-		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-		{
-			int			r;
-
-			if (tok != WJB_KEY)
-				continue;
-			tok = JsonbIteratorNext(&it, &v, true);
-			r = upcast_name_index(step->rename_from, step->nrename,
-								  k.val.string.val, k.val.string.len);
-			if (pass == 0 && r < 0 &&
-				upcast_name_index(step->remove, step->nremove,
-								  k.val.string.val, k.val.string.len) < 0)
-			{
-				pushJsonbValue(&state, WJB_KEY, &k);
-				pushJsonbValue(&state, WJB_VALUE, &v);
-			}
-			else if (pass == 1 && r >= 0 &&
-					 upcast_name_index(step->remove, step->nremove,
-									   step->rename_to[r], strlen(step->rename_to[r])) < 0)
-			{
-				upcast_push_key(&state, step->rename_to[r], strlen(step->rename_to[r]));
-				pushJsonbValue(&state, WJB_VALUE, &v);
-			}
-		}
+		pushJsonbValue(&state, WJB_KEY, &p->keys[i]);
+		pushJsonbValue(&state, WJB_VALUE, &p->vals[i]);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	data = JsonbValueToJsonb(res);
+	return JsonbValueToJsonb(res);
+}
 
-	if (step->add_fields != NULL)
+/*
+ * Apply a step's declarative edits to the pairs, in the documented order:
+ * rename keys (a renamed value replaces a key of the new name; of two keys
+ * renamed to one name, the later in key order wins, as when the object is
+ * rebuilt), then add missing keys with their defaults, then remove keys.
+ * Top-level keys only.  "work" is scratch space, swapped with "p".
+ */
+static void
+upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
+{
+	int			i;
+
+	if (step->nrename > 0)
 	{
-		state = NULL;
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		/* the defaults first: keys already in the data win */
-		for (i = 0; i < 2; i++)
-		{
-			it = JsonbIteratorInit(i == 0 ? &step->add_fields->root : &data->root);
-			while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		UpcastPairs tmp;
+
+		if (step->nrename > 1 && !p->sorted)
+			upcast_pairs_sort(p);
+		work->n = 0;
+		work->sorted = p->sorted;
+		/* kept keys, in their order, then the renamed ones */
+		for (i = 0; i < p->n; i++)
+			if (upcast_name_index(step->rename_from, step->nrename,
+								  p->keys[i].val.string.val,
+								  p->keys[i].val.string.len) < 0)
 			{
-				if (tok != WJB_KEY)
-					continue;
-				tok = JsonbIteratorNext(&it, &v, true);
-				pushJsonbValue(&state, WJB_KEY, &k);
-				pushJsonbValue(&state, WJB_VALUE, &v);
+				upcast_pairs_reserve(work);
+				work->keys[work->n] = p->keys[i];
+				work->vals[work->n++] = p->vals[i];
 			}
+		for (i = 0; i < p->n; i++)
+		{
+			int			r = upcast_name_index(step->rename_from, step->nrename,
+											  p->keys[i].val.string.val,
+											  p->keys[i].val.string.len);
+			JsonbValue	k;
+
+			if (r < 0)
+				continue;
+			k.type = jbvString;
+			k.val.string.val = step->rename_to[r];
+			k.val.string.len = strlen(step->rename_to[r]);
+			upcast_pairs_set(work, &k, &p->vals[i]);
 		}
-		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-		data = JsonbValueToJsonb(res);
+		tmp = *p;
+		*p = *work;
+		*work = tmp;
 	}
-	return data;
+	for (i = 0; i < step->nadd; i++)
+		if (upcast_pairs_find(p, step->add_keys[i].val.string.val,
+							  step->add_keys[i].val.string.len) < 0)
+		{
+			upcast_pairs_reserve(p);
+			p->keys[p->n] = step->add_keys[i];
+			p->vals[p->n++] = step->add_vals[i];
+			p->sorted = false;
+		}
+	for (i = 0; i < step->nremove; i++)
+	{
+		int			j = upcast_pairs_find(p, step->remove[i], strlen(step->remove[i]));
+
+		if (j < 0)
+			continue;
+		/* keep the order of the others */
+		memmove(&p->keys[j], &p->keys[j + 1], sizeof(JsonbValue) * (p->n - j - 1));
+		memmove(&p->vals[j], &p->vals[j + 1], sizeof(JsonbValue) * (p->n - j - 1));
+		p->n--;
+	}
 }
 
 /* True when a step has declarative edits */
 static bool
 upcast_has_edits(UpcastStep *step)
 {
-	return step->nrename > 0 || step->nremove > 0 || step->add_fields != NULL;
+	return step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
+}
+
+/* The step that applies first to an event of this type and version, or NULL */
+static UpcastStep *
+upcast_first_step(Datum type, int32 version)
+{
+	text	   *t;
+
+	if (upcast_nsteps == 0)
+		return NULL;
+	t = DatumGetTextPP(type);
+	return upcast_find(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), version);
 }
 
 /*
- * Upcast an event row (of the es.event column layout) to its newest schema.
- * Returns the tuple itself when no step applies, else a new tuple.  Call
- * between upcast_begin and upcast_end.
+ * Run the chain of steps from "step" on an event's values (the es.event
+ * column layout): data, event_type and schema_version are replaced.
+ * Consecutive declarative edits work on the decoded top-level pairs, so a
+ * chain of them decodes and builds the object once.
  */
-HeapTuple
-upcast_tuple(HeapTuple tuple, TupleDesc desc)
+static void
+upcast_apply(UpcastStep *step, Datum *values)
 {
-	Datum		values[READ_NATTS];
-	bool		nulls[READ_NATTS];
-	text	   *type;
-	int32		version;
-	UpcastStep *step;
-	Jsonb	   *data;
-	char	   *cur_type;
-	int			cur_len;
+	int32		version = DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]);
+	Jsonb	   *data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
+	const char *cur_type = NULL;
+	UpcastPairs pairs = {0};
+	UpcastPairs work = {0};
+	bool		decoded = false;
 	UpcastErrorContext ctx;
 	ErrorContextCallback errcb;
 	EsUserCode	uc;
 	UpcastStep *section = NULL; /* the step whose section is open */
 
-	if (upcast_nsteps == 0)
-		return tuple;
-
-	type = DatumGetTextPP(heap_getattr(tuple, READ_ATT_EVENT_TYPE, desc, &nulls[0]));
-	version = DatumGetInt32(heap_getattr(tuple, READ_ATT_SCHEMA_VERSION, desc, &nulls[0]));
-	cur_type = VARDATA_ANY(type);
-	cur_len = VARSIZE_ANY_EXHDR(type);
-	step = upcast_find(cur_type, cur_len, version);
-	if (step == NULL)
-		return tuple;
-
-	heap_deform_tuple(tuple, desc, values, nulls);
-	data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
-
 	ctx.position = DatumGetInt64(values[READ_ATT_GLOBAL_POSITION - 1]);
-	ctx.stream_id = TextDatumGetCString(values[READ_ATT_STREAM_ID - 1]);
-	ctx.stored_type = text_to_cstring(type);
+	ctx.stream_id = values[READ_ATT_STREAM_ID - 1];
+	ctx.stored_type = values[READ_ATT_EVENT_TYPE - 1];
 	ctx.stored_version = version;
 	errcb.callback = upcast_error_callback;
 	errcb.arg = &ctx;
@@ -651,6 +871,12 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 		ctx.step = step;
 		if (OidIsValid(step->funcoid))
 		{
+			if (decoded)
+			{
+				data = upcast_pairs_build(&pairs);
+				decoded = false;
+			}
+
 			/*
 			 * User code runs as the function's owner, with the search_path
 			 * of its registration (es_usercode_begin_path): consecutive
@@ -669,20 +895,74 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 			data = upcast_call(step, data);
 		}
 		if (upcast_has_edits(step))
-			data = upcast_edit(step, data);
+		{
+			if (!decoded)
+			{
+				upcast_pairs_load(&pairs, data);
+				decoded = true;
+			}
+			upcast_pairs_edit(step, &pairs, &work);
+		}
 		version++;
-		cur_type = step->to_type;
-		cur_len = strlen(step->to_type);
-		step = upcast_find(cur_type, cur_len, version);
+		if (step->renames_type || cur_type != NULL)
+			cur_type = step->to_type;
+		step = step->renames_type ?
+			upcast_find(step->to_type, strlen(step->to_type), version) :
+			upcast_find(step->key.type, step->key.len, version);
 	}
 	if (section != NULL)
 		es_usercode_end(&uc);
+	if (decoded)
+		data = upcast_pairs_build(&pairs);
 
 	error_context_stack = errcb.previous;
 
 	values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
-	values[READ_ATT_EVENT_TYPE - 1] = PointerGetDatum(cstring_to_text_with_len(cur_type, cur_len));
+	if (cur_type != NULL)
+		values[READ_ATT_EVENT_TYPE - 1] = CStringGetTextDatum(cur_type);
 	values[READ_ATT_SCHEMA_VERSION - 1] = Int32GetDatum(version);
+}
+
+/*
+ * Upcast an event's values (the es.event column layout) to its newest
+ * schema, in place.  Returns false when no step applies (nothing changed).
+ * What it allocates is in the current memory context.  Call between
+ * upcast_begin and upcast_end.
+ */
+bool
+upcast_values(Datum *values, bool *nulls)
+{
+	UpcastStep *step = upcast_first_step(values[READ_ATT_EVENT_TYPE - 1],
+										 DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]));
+
+	if (step == NULL)
+		return false;
+	upcast_apply(step, values);
+	return true;
+}
+
+/*
+ * Upcast an event row (of the es.event column layout) to its newest schema.
+ * Returns the tuple itself when no step applies, else a new tuple.  Call
+ * between upcast_begin and upcast_end.
+ */
+HeapTuple
+upcast_tuple(HeapTuple tuple, TupleDesc desc)
+{
+	Datum		values[READ_NATTS];
+	bool		nulls[READ_NATTS];
+	bool		isnull;
+	UpcastStep *step;
+
+	if (upcast_nsteps == 0)
+		return tuple;
+	step = upcast_first_step(heap_getattr(tuple, READ_ATT_EVENT_TYPE, desc, &isnull),
+							 DatumGetInt32(heap_getattr(tuple, READ_ATT_SCHEMA_VERSION,
+														desc, &isnull)));
+	if (step == NULL)
+		return tuple;
+	heap_deform_tuple(tuple, desc, values, nulls);
+	upcast_apply(step, values);
 	return heap_form_tuple(desc, values, nulls);
 }
 

@@ -62,7 +62,7 @@ LANGUAGE sql AS $$
                    WHERE a.grantee = 0 AND a.privilege_type = p)
 $$;
 
-SELECT plan(199);
+SELECT plan(204);
 
 -- ===========================================================================
 -- Schema objects
@@ -683,6 +683,31 @@ SELECT is(pg_temp.as_role('ctap_reader', format('SELECT * FROM es.read_all(%s)',
     'ok', 'a reader can read_all');
 SELECT is(pg_temp.as_role('ctap_reader', $$SELECT es.append_event('ctaprole-1', 'T', '{}')$$),
     '42501', 'a reader cannot append');
+
+-- es.read_stream and es.stream_version read the table directly only with
+-- SELECT on it: without, the query's own checks apply (column privileges
+-- suffice, no privilege fails)
+CREATE ROLE ctap_colreader;
+GRANT USAGE ON SCHEMA es TO ctap_colreader;
+GRANT EXECUTE ON FUNCTION es.read_stream(text, bigint, bigint, boolean, timestamptz),
+                          es.stream_version(text) TO ctap_colreader;
+SELECT is(pg_temp.as_role('ctap_colreader', $$SELECT * FROM es.read_stream('ctapacct-1')$$),
+    '42501', 'read_stream without SELECT on es.events fails');
+SELECT is(pg_temp.as_role('ctap_colreader', $$SELECT es.stream_version('ctapacct-1')$$),
+    '42501', 'stream_version without SELECT on es.events fails');
+GRANT SELECT (global_position, stream_id, stream_version, event_id, event_type,
+              schema_version, data, metadata, recorded_at) ON es.events TO ctap_colreader;
+SELECT is(pg_temp.as_role('ctap_colreader', $$SELECT * FROM es.read_stream('ctapacct-1')$$),
+    'ok', 'read_stream with column privileges reads');
+SELECT is((SELECT array_agg(stream_version ORDER BY stream_version) FROM es.read_stream('ctapacct-1')),
+    pg_temp.sv('ctapacct-1'), 'read_stream returns every version, in order');
+SELECT is((SELECT array_agg(stream_version) FROM es.read_stream('ctapacct-1', 2, 3, true)),
+    '{7,6,5}'::bigint[], 'read_stream backwards from a version with a limit');
+REVOKE ALL ON es.events FROM ctap_colreader;
+REVOKE ALL ON SCHEMA es FROM ctap_colreader;
+REVOKE ALL ON FUNCTION es.read_stream(text, bigint, bigint, boolean, timestamptz),
+                       es.stream_version(text) FROM ctap_colreader;
+DROP ROLE ctap_colreader;
 SELECT is(pg_temp.as_role('ctap_reader',
         $$INSERT INTO es.events (global_position, stream_id, stream_version, event_id, event_type,
                                  schema_version, data, metadata, recorded_at)
