@@ -146,6 +146,17 @@ SELECT es.unregister_upcaster('UpFundsDeposited', 4);
 SELECT es.unregister_upcaster('UpDeposited', 3);
 SELECT stream_version, event_type, schema_version, data FROM es.read_stream('up-1');
 
+-- one step's declarative edits apply in the documented order: rename, add,
+-- remove (a chain of such steps is applied in one pass over the object):
+-- a key both added and removed by a step is absent; a later step sees the
+-- earlier one's result
+SELECT es.register_upcaster('UpEdits', 1, rename_fields => '{"a": "b"}',
+                            add_fields => '{"k": 1, "e": 0}', remove_fields => '{k}');
+SELECT es.register_upcaster('UpEdits', 2, rename_fields => '{"b": "c"}',
+                            add_fields => '{"d": true}');
+SELECT es.append_event('up-edits', 'UpEdits', '{"a": 5, "z": null}');
+SELECT schema_version, data FROM es.read_stream('up-edits');
+
 -- clean up the registry for the tests that follow
 SELECT es.unregister_upcaster(event_type, from_schema_version)
   FROM es.upcaster_steps WHERE event_type LIKE 'Up%';
