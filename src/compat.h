@@ -22,6 +22,10 @@
 #define ES_COMPAT_H
 
 #include "miscadmin.h"
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_proc.h"
+#include "utils/acl.h"
+#endif
 #if PG_VERSION_NUM >= 170000
 #include "storage/procnumber.h"
 #else
@@ -51,6 +55,18 @@ backend_slot_compat(void)
 	return MyBackendId - 1;
 #endif
 }
+
+/*
+ * May the role use the function?  16: object_aclcheck on the catalog
+ * replaces the per-catalog pg_proc_aclcheck.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pg_proc_aclcheck_compat(proc, role, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#else
+#define pg_proc_aclcheck_compat(proc, role, mode) \
+	pg_proc_aclcheck((proc), (role), (mode))
+#endif
 
 /*
  * Insert a tuple's index entries (executor/executor.h).  16: the
