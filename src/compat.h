@@ -12,7 +12,9 @@
  * The wrappers are macros where they need types the including file brings
  * (executor, index scans), and inline functions otherwise.  The replication
  * slot ones are defined only for files that include replication/slot.h
- * before es.h (projector.c).
+ * before es.h (projector.c).  One change needs no wrapper: 16 stopped
+ * including utils/array.h indirectly, so the files that use arrays include
+ * it themselves.
  *
  * Copyright (c) 2026, es developers
  *
@@ -22,10 +24,12 @@
 #define ES_COMPAT_H
 
 #include "miscadmin.h"
+/* 16: object_aclcheck (utils/acl.h) takes the catalog (catalog/pg_proc.h) */
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_proc.h"
 #include "utils/acl.h"
 #endif
+/* 17: MyProcNumber (storage/procnumber.h) replaces MyBackendId */
 #if PG_VERSION_NUM >= 170000
 #include "storage/procnumber.h"
 #else
