@@ -23,11 +23,13 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # TAP tests (test/t) need an unprivileged user: initdb refuses root.
+# TAP_PGPORT: the port to start from (.ci/run gives each major its own).
 PG_TAP_PERL = $(dir $(PGXS))../../src/test/perl
+TAP_PGPORT ?= 6$(DEF_PGPORT)
 .PHONY: tapcheck
 tapcheck:
 	rm -rf '$(CURDIR)'/tmp_check
-	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='6$(DEF_PGPORT)' \
+	TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" PGPORT='$(TAP_PGPORT)' \
 	PG_REGRESS='$(dir $(PGXS))../../src/test/regress/pg_regress' \
 	$(PROVE) -I $(PG_TAP_PERL) -I test/t $(PROVE_FLAGS) $(or $(PROVE_TESTS),test/t/*.pl)
 

@@ -237,7 +237,7 @@ append_index_scan(AppendTarget *t, Relation index, text *stream_id,
 							   InvalidOid, F_UUID_EQ, event_id);
 		nkeys = 2;
 	}
-	scan = index_beginscan(t->rel, index, t->snapshot, nkeys, 0);
+	scan = index_beginscan_compat(t->rel, index, t->snapshot, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	return scan;
 }
@@ -497,8 +497,8 @@ append_insert(AppendTarget *t, text *stream_id, AppendEvent *events, int n,
 			CHECK_FOR_INTERRUPTS();
 			/* index expressions (the category) are evaluated per tuple */
 			ResetPerTupleExprContext(estate);
-			recheck = ExecInsertIndexTuples(rri, slots[i], estate,
-											false, false, NULL, NIL);
+			recheck = ExecInsertIndexTuples_compat(rri, slots[i], estate,
+												   false, false, NULL, NIL);
 			Assert(recheck == NIL);
 			list_free(recheck);
 			/* queues the row's trigger event by its tid; the slot is reused */

@@ -977,7 +977,7 @@ static const EsRowAttr es_new_event_attrs[] = {
 	{"schema_version", INT4OID},
 };
 
-static void row_type_error(const char *typname, char *detail) pg_attribute_noreturn();
+pg_noreturn static void row_type_error(const char *typname, char *detail);
 
 /* Report a row type that is not as es's scripts define it */
 static void

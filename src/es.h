@@ -17,6 +17,8 @@
 #include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
+#include "compat.h"
+
 /* SQLSTATEs of our own, documented in doc/reference.md */
 #define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
 #define ERRCODE_ES_IDEMPOTENCY_MISMATCH		MAKE_SQLSTATE('E','S','0','0','2')
@@ -136,7 +138,7 @@ extern bool lifecycle_scavenging;
 extern void LifecycleInit(void);
 extern bool lifecycle_in_use(void);
 extern void lifecycle_get(text *stream_id, StreamMeta *m);
-extern void lifecycle_tombstoned(text *stream_id) pg_attribute_noreturn();
+pg_noreturn extern void lifecycle_tombstoned(text *stream_id);
 extern int64 lifecycle_first_visible(StreamMeta *m, int64 last,
 									 bool *has_min_recorded,
 									 TimestampTz *min_recorded);

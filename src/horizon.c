@@ -116,8 +116,8 @@ horizon_begin_allocation(void)
 {
 	if (horizon == NULL)
 		return;
-	if (MyBackendId < 1 || MyBackendId > horizon->nslots)
-		elog(ERROR, "es: backend id %d outside the horizon table", MyBackendId);
+	if (backend_slot_compat() < 0 || backend_slot_compat() >= horizon->nslots)
+		elog(ERROR, "es: backend slot %d outside the horizon table", backend_slot_compat());
 	LWLockAcquire(horizon->lock, LW_SHARED);
 }
 
@@ -127,7 +127,7 @@ horizon_end_allocation(int64 first_position)
 {
 	if (horizon == NULL)
 		return;
-	my_slot = &horizon->slots[MyBackendId - 1];
+	my_slot = &horizon->slots[backend_slot_compat()];
 	if (!my_slot_held)
 	{
 		my_slot->dboid = MyDatabaseId;

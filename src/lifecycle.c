@@ -140,7 +140,7 @@ lifecycle_get(text *stream_id, StreamMeta *m)
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
-	scan = index_beginscan(rel, index, snap, 1, 0);
+	scan = index_beginscan_compat(rel, index, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{

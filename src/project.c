@@ -450,7 +450,7 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 	ScanKeyInit(&key[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(from));
 	ScanKeyInit(&key[1], 1, BTLessStrategyNumber, F_INT8LT,
 				Int64GetDatum(before > 0 ? before : PG_INT64_MAX));
-	scan = index_beginscan(rel, idx, snap, 2, 0);
+	scan = index_beginscan_compat(rel, idx, snap, 2, 0);
 	index_rescan(scan, key, 2, NULL, 0);
 	upcast_begin();
 	(void) projection_event_desc_get(true);

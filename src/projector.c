@@ -1097,7 +1097,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 	MemoryContext per_event = AllocSetContextCreate(CurrentMemoryContext,
 													"es projector event",
 													ALLOCSET_DEFAULT_SIZES);
-	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
+	IndexScanDesc scan = index_beginscan_compat(rel, idx, snap, 1, 0);
 	int			guc_level;
 	int			found = 0;
 	int			i;
@@ -2529,23 +2529,26 @@ projector_attach(void)
 	if (wait)
 		return ATTACH_WAIT;
 
-	/* max_slot_wal_keep_size reached (a long pause): the WAL is gone */
+	/*
+	 * The server invalidated the slot: most often max_slot_wal_keep_size
+	 * reached (a long pause), the WAL is gone.  Say which cause it was.
+	 */
 	if (slot_exists)
 	{
 		ReplicationSlot *slot = SearchNamedReplicationSlot(slot_name, true);
-		XLogRecPtr	invalidated_at = InvalidXLogRecPtr;
+		const char *cause = NULL;
 
 		if (slot != NULL)
-		{
-			SpinLockAcquire(&slot->mutex);
-			invalidated_at = slot->data.invalidated_at;
-			SpinLockRelease(&slot->mutex);
-		}
-		if (!XLogRecPtrIsInvalid(invalidated_at))
+			cause = ReplicationSlotInvalidationCause_compat(slot);
+		if (cause != NULL)
 		{
 			ereport(WARNING,
-					(errmsg("es projector: the replication slot \"%s\" was invalidated (max_slot_wal_keep_size); dropping it",
-							slot_name)));
+					(errmsg("es projector: the replication slot \"%s\" was invalidated (%s); dropping it",
+							slot_name, cause),
+					 strcmp(cause, "wal_removed") == 0 ?
+					 errdetail("It held more WAL than max_slot_wal_keep_size allows.") :
+					 strcmp(cause, "idle_timeout") == 0 ?
+					 errdetail("It was unused for longer than idle_replication_slot_timeout allows.") : 0));
 			ReplicationSlotDrop(slot_name, true);
 		}
 	}
@@ -2593,7 +2596,7 @@ projector_attach(void)
 		projector_xact_end(guc_level);
 		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
 	}
-	ReplicationSlotAcquire(slot_name, true);
+	ReplicationSlotAcquire_compat(slot_name, true);
 	/* held now, nobody can replace it: look once more, closing the window */
 	if (MyReplicationSlot->data.database != MyDatabaseId ||
 		strcmp(NameStr(MyReplicationSlot->data.plugin), "pgoutput") != 0)

@@ -336,7 +336,7 @@ fold_spi(const char *sql, int nargs, Oid *types, Datum *values)
 static void
 fold_check_execute(Oid funcoid)
 {
-	AclResult	aclresult = pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE);
+	AclResult	aclresult = pg_proc_aclcheck_compat(funcoid, GetUserId(), ACL_EXECUTE);
 
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, format_procedure(funcoid));
@@ -351,7 +351,7 @@ fold_may_save_snapshot(void)
 									4, argtypes, true);
 
 	return OidIsValid(fn) &&
-		pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+		pg_proc_aclcheck_compat(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }
 
 PG_FUNCTION_INFO_V1(es_fold);
