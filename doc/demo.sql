@@ -442,8 +442,8 @@ SELECT stream_version AS version, event_type, data FROM es.read_stream('account-
 \echo '=== 17. A read model kept current by an inline projection ===================='
 \echo '-- The bank wants a table of balances to query, not a fold per request. A'
 \echo '-- projection handler (e es.event) RETURNS void applies one event to it. It'
-\echo '-- gets events upcast (amounts are numbers), runs as its owner with'
-\echo '-- search_path = pg_catalog, pg_temp, so it names its table with its schema.'
+\echo '-- gets events upcast (amounts are numbers), runs as its owner with the'
+\echo '-- search_path of the session that creates the projection (pg_temp last).'
 \echo
 CREATE TABLE public.account_balances (
     account text PRIMARY KEY,
@@ -530,7 +530,20 @@ SELECT es.pause_projection('balances') \g /dev/null
 SELECT es.append_event('account-42', 'MoneyWithdrawn', '{"amount": 15, "via": "card"}')
        AS new_version;
 SELECT name, mode, status, last_position, lag_events FROM es.projection_status;
-SELECT es.wait_for_projection('balances', timeout => '50 milliseconds') AS caught_up;
+\echo
+\echo '-- Waiting for a paused projection cannot succeed: es.wait_for_projection'
+\echo '-- says so at once instead of waiting out its timeout.'
+\echo '-- Expected: ERROR the projection is paused (SQLSTATE ES004), at once.'
+\echo
+\set ON_ERROR_STOP 0
+SELECT es.wait_for_projection('balances', timeout => '5 seconds') AS caught_up;
+\set ON_ERROR_STOP 1
+\echo '-- SQLSTATE' :SQLSTATE
+\set ECHO none
+SELECT CASE WHEN :'SQLSTATE' = 'ES004' THEN true
+       ELSE ('demo: expected SQLSTATE ES004, got ' || :'SQLSTATE')::boolean END AS ok \gset
+\set ECHO queries
+\echo
 SELECT es.resume_projection('balances') \g /dev/null
 SELECT name, mode, status, handler, event_types, tables, last_position, lag_events
   FROM es.projection_status;
@@ -634,7 +647,6 @@ SELECT pubname, pubinsert, pubupdate, pubdelete FROM pg_publication;
 SELECT es.pause_projection('account_stats') \g /dev/null
 SELECT es.append_event('account-7', 'MoneyWithdrawn', '{"amount": 30, "via": "atm"}')
        AS bob_version;
-SELECT es.wait_for_projection('account_stats', timeout => '200 milliseconds') AS applied;
 SELECT name, status, last_position, lag_events, retained_wal_bytes > 0 AS holds_wal
   FROM es.projection_status WHERE name = 'account_stats';
 SELECT es.resume_projection('account_stats') \g /dev/null
