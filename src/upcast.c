@@ -434,7 +434,7 @@ upcast_sql_body(Oid funcoid)
 		proc->proretset || proc->prorettype != JSONBOID || proc->pronargs != 1 ||
 		proc->proargtypes.values[0] != JSONBOID ||
 		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL) ||
-		pg_proc_aclcheck(funcoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		pg_proc_aclcheck_compat(funcoid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 	{
 		ReleaseSysCache(tup);
 		return NULL;
