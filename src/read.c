@@ -352,7 +352,7 @@ read_last_version_direct(Oid relid, text *stream_id)
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -532,7 +532,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 						   PointerGetDatum(stream_id));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
 						   InvalidOid, F_INT8GE, Int64GetDatum(from));
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection,
