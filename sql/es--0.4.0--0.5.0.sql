@@ -107,7 +107,7 @@ BEGIN
             RAISE EXCEPTION 'projection "%" has stopped at the event at position %',
                             p.name, p.last_error_position
                 USING ERRCODE = 'ES004',
-                      DETAIL = format('Its handler failed: %s', p.last_error),
+                      DETAIL = 'Its handler failed on that event; es.projection_status shows the error.',
                       HINT = format('Fix the handler, then call es.resume_projection(%L).', p.name);
         END IF;
         IF NOT es._projection_wait(seen, deadline) THEN

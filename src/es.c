@@ -34,7 +34,6 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
-#include "utils/varlena.h"
 
 #include "es.h"
 
@@ -278,39 +277,40 @@ es_usercode_begin_path(EsUserCode *uc, Oid userid, const char *search_path)
 
 /*
  * The search_path a handler or an upcaster registered now will run with:
- * the caller's, as SET search_path FROM CURRENT would capture it, but with
- * pg_temp moved to the end (where it is searched only for what nothing
- * else has), so that no temporary object can stand in for the names the
- * code means.
+ * the schemas the caller's search_path resolves to now, as names, in order
+ * (pg_catalog first unless the path places it), then pg_temp.  Resolved, not
+ * copied (unlike SET search_path FROM CURRENT): "$user" would otherwise name
+ * the role the code runs as (the function's owner, often a role that never
+ * logs in), and a schema of that name, or of any other name of the path
+ * that does not exist yet, could later be created by a database owner and
+ * searched first; only existing schemas the caller may use are kept.
+ * Temporary schemas (the caller's pg_temp, or another session's pg_temp_N
+ * named explicitly) are left out: pg_temp comes last, where it is searched
+ * only for relations and types that nothing else has, never for functions
+ * or operators.
  */
 char *
 es_capture_search_path(void)
 {
-	char	   *raw = pstrdup(namespace_search_path ? namespace_search_path : "");
-	List	   *names;
+	List	   *oids = fetch_search_path(true);
 	ListCell   *lc;
 	StringInfoData buf;
 
-	if (!SplitIdentifierString(raw, ',', &names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the current search_path cannot be parsed: \"%s\"",
-						namespace_search_path)));
 	initStringInfo(&buf);
-	foreach(lc, names)
+	foreach(lc, oids)
 	{
-		const char *name = lfirst(lc);
+		Oid			nsp = lfirst_oid(lc);
+		char	   *name;
 
-		if (strcmp(name, "pg_temp") == 0)
+		if (isAnyTempNamespace(nsp))
 			continue;
-		if (buf.len > 0)
-			appendStringInfoString(&buf, ", ");
-		/* "$user" stays: it names the role running the code */
-		appendStringInfoString(&buf, quote_identifier(name));
+		name = get_namespace_name(nsp);
+		if (name == NULL)
+			continue;
+		appendStringInfo(&buf, "%s, ", quote_identifier(name));
 	}
-	if (buf.len > 0)
-		appendStringInfoString(&buf, ", ");
 	appendStringInfoString(&buf, "pg_temp");
+	list_free(oids);
 	return buf.data;
 }
 

@@ -72,6 +72,35 @@ SELECT es.append_event('sp-3', 'SpUnresolved', '{}');
 SELECT es.stream_version('sp-3');
 RESET search_path;
 
+-- the path is resolved at registration: "$user" is the registrant's schema
+-- (none here), not the role the handler runs as, and a schema that does not
+-- exist then is not searched later: a schema named after the handler's
+-- owner, created afterwards (say by a database owner, with a look-alike
+-- table), is never used
+CREATE ROLE sp_owner NOLOGIN;
+CREATE TABLE public.sp_counts (stream_id text, n int);
+GRANT INSERT ON public.sp_counts TO sp_owner;
+CREATE FUNCTION public.sp_owned(e es.event) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO sp_counts VALUES (e.stream_id, 1) $$;
+ALTER FUNCTION public.sp_owned(es.event) OWNER TO sp_owner;
+SET search_path = "$user", public, sp_not_yet;
+SELECT es.create_projection('sp_user', 'sp_owned(es.event)', mode => 'inline',
+                            event_types => ARRAY['SpUser']);
+RESET search_path;
+SELECT search_path FROM es.projections WHERE name = 'sp_user';
+CREATE SCHEMA sp_owner AUTHORIZATION sp_owner;
+CREATE TABLE sp_owner.sp_counts (stream_id text, n int);
+GRANT INSERT ON sp_owner.sp_counts TO sp_owner;
+CREATE SCHEMA sp_not_yet;
+SELECT es.append_event('sp-4', 'SpUser', '{}');
+SELECT (SELECT count(*) FROM public.sp_counts) AS in_public,
+       (SELECT count(*) FROM sp_owner.sp_counts) AS in_lookalike;
+SELECT es.drop_projection('sp_user');
+DROP SCHEMA sp_owner, sp_not_yet CASCADE;
+DROP FUNCTION public.sp_owned(es.event);
+DROP TABLE public.sp_counts;
+DROP ROLE sp_owner;
+
 -- a row loaded without the column, as a restore of a dump made before 0.5.0
 -- loads it, gets the path those registrations ran with
 BEGIN;
