@@ -2,7 +2,11 @@
 
 EXTENSION = es
 MODULE_big = es
-OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/snapshot.o src/lifecycle.o src/project.o src/projector.o
+OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/fold.o \
+	src/lifecycle.o src/handler.o \
+	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
+	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \
+	src/projector/checkpoint.o
 DATA = $(wildcard sql/es--*.sql)
 PGFILEDESC = "es - event store with CQRS read models"
 
@@ -13,7 +17,7 @@ REGRESS_OPTS = --inputdir=test --load-extension=es
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test --load-extension=es
 
-PG_CPPFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 ifdef WERROR
 PG_CPPFLAGS += -Werror
 endif

@@ -12,7 +12,7 @@
  * The wrappers are macros where they need types the including file brings
  * (executor, index scans), and inline functions otherwise.  The replication
  * slot ones are defined only for files that include replication/slot.h
- * before es.h (projector.c).  One change needs no wrapper: 16 stopped
+ * before es.h (projector/slot.c).  One change needs no wrapper: 16 stopped
  * including utils/array.h indirectly, so the files that use arrays include
  * it themselves.
  *

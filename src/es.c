@@ -92,7 +92,11 @@ es_shmem_startup(void)
 	ProjectorShmemStartup();
 }
 
-/* Forget cached OIDs when one of them (or everything) is invalidated */
+/*
+ * A relation changed (or everything was flushed): es's cached OIDs, and
+ * each module's caches.  One callback for all: PostgreSQL allows a backend
+ * a handful of them in all.
+ */
 static void
 es_relcache_callback(Datum arg, Oid relid)
 {
@@ -101,12 +105,46 @@ es_relcache_callback(Datum arg, Oid relid)
 	for (i = 0; i < ES_NRELATIONS; i++)
 		if (relid == InvalidOid || relid == es_relation_oids[i])
 			memset(es_relation_oids, 0, sizeof(es_relation_oids));
+	upcast_relcache_callback(arg, relid);
+	lifecycle_relcache_callback(arg, relid);
+	project_relcache_callback(arg, relid);
+}
+
+/* A function changed: compiled upcasters, handlers and reducers */
+static void
+es_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	upcast_proc_callback(arg, cacheid, hashvalue);
+	project_proc_callback(arg, cacheid, hashvalue);
+	fold_proc_callback(arg, cacheid, hashvalue);
 }
 
 /*
- * Module load: GUCs; with shared_preload_libraries the shared memory of the
- * gap-safe horizon and of the projector (whose launcher ProjectorInit
- * registers); every module's callbacks.
+ * A transaction ends: each module forgets its per-transaction state; the
+ * projector's part wakes the projector after an append, and
+ * es.wait_for_projection's waiters.
+ */
+static void
+es_xact_callback(XactEvent event, void *arg)
+{
+	fold_xact_callback(event, arg);
+	projector_xact_callback(event, arg);
+	lifecycle_xact_callback(event, arg);
+	upcast_xact_callback(event, arg);
+	horizon_xact_callback(event, arg);
+}
+
+/*
+ * Module load.  Everything es installs in a server or a backend is here:
+ *
+ * - settings: es.notify, es.max_projector_databases (at server start);
+ * - at server start (shared_preload_libraries): the shared memory of the
+ *   gap-safe horizon (horizon.c) and of the projector
+ *   (projector/launcher.c), and the launcher, a background worker that
+ *   starts one projector per database (projector/worker.c);
+ * - in every backend: one relcache, one function (pg_proc) and one
+ *   transaction callback, each calling the modules' own, and the utility
+ *   hook that stops a database's projector before DROP DATABASE.
  */
 void
 _PG_init(void)
@@ -138,12 +176,14 @@ _PG_init(void)
 		shmem_startup_hook = es_shmem_startup;
 	}
 
+	if (process_shared_preload_libraries_in_progress)
+		launcher_register();
+
 	CacheRegisterRelcacheCallback(es_relcache_callback, (Datum) 0);
-	HorizonInit();
-	UpcastInit();
-	LifecycleInit();
-	ProjectInit();
-	ProjectorInit();
+	CacheRegisterSyscacheCallback(PROCOID, es_proc_callback, (Datum) 0);
+	RegisterXactCallback(es_xact_callback, NULL);
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = projector_process_utility;
 }
 
 /* The OID of one of the extension's relations, from the backend's cache */

@@ -16,6 +16,8 @@
 #include "nodes/pg_list.h"
 #include "datatype/timestamp.h"
 #include "utils/snapshot.h"
+#include "access/xact.h"
+#include "tcop/utility.h"
 
 #include "compat.h"
 
@@ -115,7 +117,7 @@ extern void es_as_owner_begin(EsUserCode *uc, Oid relid);
 /* horizon.c: gap-safe read horizon kept in shared memory */
 extern void HorizonShmemRequest(void);
 extern void HorizonShmemStartup(void);
-extern void HorizonInit(void);
+extern void horizon_xact_callback(XactEvent event, void *arg);
 extern bool horizon_enabled(void);
 extern void horizon_begin_allocation(void);
 extern void horizon_end_allocation(int64 first_position);
@@ -135,7 +137,8 @@ typedef struct StreamMeta
 } StreamMeta;
 
 extern bool lifecycle_scavenging;
-extern void LifecycleInit(void);
+extern void lifecycle_relcache_callback(Datum arg, Oid relid);
+extern void lifecycle_xact_callback(XactEvent event, void *arg);
 extern bool lifecycle_in_use(void);
 extern void lifecycle_get(text *stream_id, StreamMeta *m);
 pg_noreturn extern void lifecycle_tombstoned(text *stream_id);
@@ -150,7 +153,9 @@ extern void read_stream_each(text *stream_id, int64 from_version,
 							 ReadEachFn fn, void *arg);
 
 /* upcast.c: evolve events to their newest schema on every read */
-extern void UpcastInit(void);
+extern void upcast_relcache_callback(Datum arg, Oid relid);
+extern void upcast_proc_callback(Datum arg, int cacheid, uint32 hashvalue);
+extern void upcast_xact_callback(XactEvent event, void *arg);
 extern void upcast_begin(void);
 extern void upcast_end(void);
 extern bool upcast_any(void);
@@ -158,7 +163,7 @@ extern HeapTuple upcast_tuple(HeapTuple tuple, TupleDesc desc);
 extern bool upcast_values(Datum *values, bool *nulls);
 extern List *upcast_source_types(List *wanted);
 
-/* project.c: projections (handlers, inline trigger, replays) */
+/* handler.c: projections' handlers (inline trigger, replays, the projector's calls) */
 typedef struct Projection
 {
 	char	   *name;
@@ -179,7 +184,8 @@ typedef struct Projection
 
 extern bool projection_inline_firing;
 extern int64 projection_current_position;
-extern void ProjectInit(void);
+extern void project_relcache_callback(Datum arg, Oid relid);
+extern void project_proc_callback(Datum arg, int cacheid, uint32 hashvalue);
 extern TupleDesc projection_event_desc(void);
 extern List *projection_load(const char *mode, const char *name, MemoryContext cxt);
 extern HeapTuple projection_event_from_row(HeapTuple row, TupleDesc rowdesc);
@@ -197,10 +203,20 @@ extern void projection_truncate_as_owner(Oid relid, const char *projection);
 extern int	handlers_begin(void);
 extern void handlers_end(int level);
 
-/* projector.c: asynchronous projections (launcher, per-database worker) */
+/* fold.c: es.fold */
+extern void fold_proc_callback(Datum arg, int cacheid, uint32 hashvalue);
+extern void fold_xact_callback(XactEvent event, void *arg);
+
+/* projector/launcher.c: the async projector as backends see it (projector/projector.h) */
 extern void ProjectorShmemRequest(void);
 extern void ProjectorShmemStartup(void);
-extern void ProjectorInit(void);
+extern void launcher_register(void);
+extern void projector_xact_callback(XactEvent event, void *arg);
+extern void projector_process_utility(PlannedStmt *pstmt, const char *queryString,
+									  bool readOnlyTree, ProcessUtilityContext context,
+									  ParamListInfo params, QueryEnvironment *queryEnv,
+									  DestReceiver *dest, QueryCompletion *qc);
+extern PGDLLIMPORT ProcessUtility_hook_type prev_process_utility;
 extern void projector_note_append(void);
 
 #endif							/* ES_H */

@@ -58,8 +58,6 @@ static HorizonShared *horizon = NULL;
 static HorizonSlot *my_slot = NULL;
 static bool my_slot_held = false;
 
-static void horizon_xact_callback(XactEvent event, void *arg);
-
 /* Size of the shared state */
 static Size
 horizon_shmem_size(void)
@@ -91,13 +89,6 @@ HorizonShmemStartup(void)
 		memset(horizon->slots, 0, sizeof(HorizonSlot) * MaxBackends);
 	}
 	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Per-backend set-up: the transaction callback that clears our slot */
-void
-HorizonInit(void)
-{
-	RegisterXactCallback(horizon_xact_callback, NULL);
 }
 
 /* True when es was preloaded, so the shared horizon exists */
@@ -172,7 +163,7 @@ horizon_snapshot(int64 *result)
  * Clear our slot once the transaction's outcome is visible to everybody;
  * refuse two-phase commit, which would leave positions open behind our back.
  */
-static void
+void
 horizon_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)

@@ -65,7 +65,7 @@ static Oid	lifecycle_relid = InvalidOid;
 bool		lifecycle_scavenging = false;
 
 /* es.stream_metadata changed (or everything was flushed) */
-static void
+void
 lifecycle_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == lifecycle_relid)
@@ -73,20 +73,12 @@ lifecycle_relcache_callback(Datum arg, Oid relid)
 }
 
 /* At the end of a transaction no scavenge runs any more */
-static void
+void
 lifecycle_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 		lifecycle_scavenging = false;
-}
-
-/* Register the callbacks (once per backend, from _PG_init) */
-void
-LifecycleInit(void)
-{
-	CacheRegisterRelcacheCallback(lifecycle_relcache_callback, (Datum) 0);
-	RegisterXactCallback(lifecycle_xact_callback, NULL);
 }
 
 /*

@@ -157,7 +157,7 @@ upcast_match(const void *key1, const void *key2, Size keysize)
 }
 
 /* Invalidation: the registry changed (or everything was flushed) */
-static void
+void
 upcast_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == upcast_registry_relid)
@@ -165,7 +165,7 @@ upcast_relcache_callback(Datum arg, Oid relid)
 }
 
 /* Invalidation: some function changed; a compiled step may be stale */
-static void
+void
 upcast_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	if (upcast_nsteps > 0)
@@ -173,22 +173,13 @@ upcast_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /* At the end of a transaction no read is using the cache any more */
-static void
+void
 upcast_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		upcast_depth = upcast_call_depth = 0;
-}
-
-/* Register the invalidation callbacks (once per backend, from _PG_init) */
-void
-UpcastInit(void)
-{
-	CacheRegisterRelcacheCallback(upcast_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, upcast_proc_callback, (Datum) 0);
-	RegisterXactCallback(upcast_xact_callback, NULL);
 }
 
 /* A text[] datum as a palloc'd array of C strings */

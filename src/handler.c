@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * project.c
+ * handler.c
  *	  Projections: loading their definitions, handing an upcast event to a
  *	  handler, inline projections (a trigger on es.events) and replays from
  *	  the table.
@@ -85,7 +85,7 @@ apply_error_callback(void *arg)
 }
 
 /* es.projections changed (or everything was flushed) */
-static void
+void
 project_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == projections_relid)
@@ -97,18 +97,10 @@ project_relcache_callback(Datum arg, Oid relid)
  * definitions may be stale (ALTER FUNCTION ... OWNER TO, in this session
  * too)
  */
-static void
+void
 project_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	inline_valid = false;
-}
-
-/* Register the invalidation callbacks (once per backend, from _PG_init) */
-void
-ProjectInit(void)
-{
-	CacheRegisterRelcacheCallback(project_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(PROCOID, project_proc_callback, (Datum) 0);
 }
 
 /*

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * snapshot.c
+ * fold.c
  *	  es.fold: rebuild an aggregate's state from its latest snapshot and the
  *	  (upcast) events after it.
  *
@@ -71,7 +71,6 @@ typedef struct FoldReducer
 #define FOLD_CACHE_SIZE 8
 static FoldReducer *fold_cache[FOLD_CACHE_SIZE];
 static uint64 fold_generation = 0;
-static bool fold_callbacks_registered = false;
 
 /* The state of one fold */
 typedef struct FoldState
@@ -91,7 +90,7 @@ typedef struct FoldState
  * here: a fold may be running the compiled reducer right now (the reducer
  * itself may have caused the invalidation).
  */
-static void
+void
 fold_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	fold_generation++;
@@ -102,7 +101,7 @@ fold_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
  * left its cached reducer marked in use.  (A fold that failed inside a
  * subtransaction leaves it so until then: other folds use other slots.)
  */
-static void
+void
 fold_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
@@ -147,13 +146,6 @@ fold_acquire(Oid funcoid)
 	uint64		generation;
 	int			slot = -1;
 	int			i;
-
-	if (!fold_callbacks_registered)
-	{
-		CacheRegisterSyscacheCallback(PROCOID, fold_proc_callback, (Datum) 0);
-		RegisterXactCallback(fold_xact_callback, NULL);
-		fold_callbacks_registered = true;
-	}
 
 	/* a function that changed meanwhile counts */
 	AcceptInvalidationMessages();

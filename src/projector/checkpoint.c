@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *	  The projector's reads and writes of es.projections: loading the async
+ *	  projections with their checkpoints (and their handlers' timeouts), and
+ *	  saving a live checkpoint (applied_lsn) or a catch-up one
+ *	  (caught_up_to), with the error of a projection that stopped.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/extension.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/syscache.h"
+
+#include "es.h"
+#include "projector/projector.h"
+
+/* ------------------------------------------------------------------------
+ * The projector's transactions
+ * ------------------------------------------------------------------------
+ */
+
+int
+spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
+		bool read_only)
+{
+	int			rc;
+
+	if (kp->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(kp->sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "es projector: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		kp->plan = plan;
+	}
+	rc = SPI_execute_plan(kp->plan, values, nulls, read_only, 0);
+	if (rc < 0)
+		elog(ERROR, "es projector: SPI_execute_plan failed: %s",
+			 SPI_result_code_string(rc));
+	return rc;
+}
+
+static KeptPlan load_plan = {
+	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused,"
+	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position,"
+	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
+	"       p.failed_at IS NOT NULL AS failed,"
+	"       pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'search_path' AS search_path,"
+	"       (SELECT pg_catalog.substr(c, 19)"
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
+	"           AND c OPERATOR(pg_catalog.~~) 'statement\\_timeout=%'"
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
+	"         LIMIT 1) AS statement_timeout,"
+	"       (SELECT pg_catalog.substr(c, 14)"
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
+	"           AND c OPERATOR(pg_catalog.~~) 'lock\\_timeout=%'"
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
+	"         LIMIT 1) AS lock_timeout"
+	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr"
+	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'"
+	"   AND ($1 IS NULL OR p.name OPERATOR(pg_catalog.=) $1)"
+	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
+};
+
+/*
+ * The timeouts of handlers.  A session of the handler's owner in this
+ * database would get statement_timeout and lock_timeout from the settings
+ * of the owner in the database, of the owner, of the database (ALTER ROLE
+ * / ALTER DATABASE ... SET, pg_db_role_setting), else from the server's
+ * configuration: the projector applies the same to each handler call, with
+ * the server's values as they were when it started (its own session has
+ * the bootstrap superuser's and pins lock_timeout to 0).  0: none.
+ */
+int			server_statement_timeout = 0;
+int			server_lock_timeout = 0;
+
+/* A stored setting's value in milliseconds, else "otherwise" */
+static int
+handler_timeout(const char *value, int otherwise)
+{
+	int			ms;
+
+	if (value == NULL || !parse_int(value, &ms, GUC_UNIT_MS, NULL) || ms < 0)
+		return otherwise;
+	return ms;
+}
+
+/*
+ * Lock and load the async projections (all, or the one named) into the
+ * current memory context, with their handlers' timeouts.
+ */
+List *
+load_projections(const char *name)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	values[0] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[0] = name ? ' ' : 'n';
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	SPI_connect();
+	spi_run(&load_plan, 2, types, values, nulls, false);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		AsyncProjection *ap = palloc0(sizeof(AsyncProjection));
+		bool		isnull;
+		Datum		d;
+
+		ap->p = projection_from_row(tup, desc, cxt);
+		ap->park = strcmp(SPI_getvalue(tup, desc, 6), "park") == 0;
+		ap->phase = SPI_getvalue(tup, desc, 7);
+		ap->caught_up_to = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		ap->last_position = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		ap->applied_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		ap->live_snapshot = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+		d = SPI_getbinval(tup, desc, 12, &isnull);
+		ap->live_snapshot_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		ap->failed = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+		ap->p->statement_timeout = handler_timeout(SPI_getvalue(tup, desc, 15),
+												   server_statement_timeout);
+		ap->p->lock_timeout = handler_timeout(SPI_getvalue(tup, desc, 16),
+											  server_lock_timeout);
+		ap->new_applied_lsn = ap->applied_lsn;
+		result = lappend(result, ap);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return result;
+}
+
+bool
+is_live(AsyncProjection *ap)
+{
+	return strcmp(ap->phase, "live") == 0 && !XLogRecPtrIsInvalid(ap->applied_lsn);
+}
+
+bool
+is_active(AsyncProjection *ap)
+{
+	return !ap->p->paused && !ap->failed;
+}
+
+static KeptPlan save_live_plan = {
+	"UPDATE ONLY es.projections SET applied_lsn = $2,"
+	"       last_position = greatest(last_position, $3),"
+	"       last_applied_at = CASE WHEN $4 THEN pg_catalog.now() ELSE last_applied_at END,"
+	"       live_snapshot = CASE WHEN $5 THEN NULL ELSE live_snapshot END,"
+	"       live_snapshot_lsn = CASE WHEN $5 THEN NULL ELSE live_snapshot_lsn END,"
+	"       failed_at = CASE WHEN $6 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
+	"       last_error = coalesce($6, last_error),"
+	"       last_error_position = coalesce($7, last_error_position)"
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
+};
+
+/* Store a projection's checkpoint (and its error, if it stopped) */
+void
+save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot)
+{
+	Oid			types[7] = {TEXTOID, PG_LSNOID, INT8OID, BOOLOID, BOOLOID, TEXTOID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', 'n'};
+
+	values[0] = CStringGetTextDatum(ap->p->name);
+	values[1] = LSNGetDatum(ap->new_applied_lsn);
+	values[2] = Int64GetDatum(ap->last_position);
+	values[3] = BoolGetDatum(applied);
+	values[4] = BoolGetDatum(forget_snapshot);
+	if (ap->stopped)
+	{
+		values[5] = CStringGetTextDatum(ap->error_message);
+		values[6] = Int64GetDatum(ap->error_position);
+		nulls[5] = nulls[6] = ' ';
+	}
+	SPI_connect();
+	spi_run(&save_live_plan, 7, types, values, nulls, false);
+	SPI_finish();
+}
+
+static KeptPlan save_catchup_plan = {
+	"UPDATE ONLY es.projections SET caught_up_to = $2,"
+	"       last_position = greatest(last_position, $2),"
+	"       last_applied_at = pg_catalog.now(),"
+	"       phase = CASE WHEN $3 THEN 'live' ELSE phase END,"
+	"       applied_lsn = CASE WHEN $3 THEN $4 ELSE applied_lsn END,"
+	"       live_snapshot = CASE WHEN $3 THEN $5 ELSE live_snapshot END,"
+	"       live_snapshot_lsn = CASE WHEN $3 THEN $6 ELSE live_snapshot_lsn END,"
+	"       failed_at = CASE WHEN $7 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
+	"       last_error = coalesce($7, last_error),"
+	"       last_error_position = coalesce($8, last_error_position)"
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
+};
+
+void
+save_catchup(AsyncProjection *ap, int64 caught_up_to, bool go_live,
+			 XLogRecPtr l0, Datum snap, XLogRecPtr snap_lsn)
+{
+	Oid			types[8] = {TEXTOID, INT8OID, BOOLOID, PG_LSNOID, PG_SNAPSHOTOID,
+	PG_LSNOID, TEXTOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', 'n', 'n', 'n', 'n', 'n'};
+
+	values[0] = CStringGetTextDatum(ap->p->name);
+	values[1] = Int64GetDatum(caught_up_to);
+	values[2] = BoolGetDatum(go_live);
+	if (go_live)
+	{
+		values[3] = LSNGetDatum(l0);
+		values[4] = snap;
+		values[5] = LSNGetDatum(snap_lsn);
+		nulls[3] = nulls[4] = nulls[5] = ' ';
+	}
+	if (ap->stopped)
+	{
+		values[6] = CStringGetTextDatum(ap->error_message);
+		values[7] = Int64GetDatum(ap->error_position);
+		nulls[6] = nulls[7] = ' ';
+	}
+	SPI_connect();
+	spi_run(&save_catchup_plan, 8, types, values, nulls, false);
+	SPI_finish();
+}
+
+/* Is es installed here, at a version with async projections? */
+bool
+extension_ready(void)
+{
+	Oid			nsp;
+	Oid			relid;
+
+	if (!OidIsValid(get_extension_oid("es", true)))
+		return false;
+	nsp = get_namespace_oid("es", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("projection_errors", nsp)))
+		return false;
+	/* wait out a DROP EXTENSION in progress, then look again */
+	relid = get_relname_relid("projections", nsp);
+	if (!OidIsValid(relid))
+		return false;
+	LockRelationOid(relid, AccessShareLock);
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
+}
+
+bool
+name_in(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}

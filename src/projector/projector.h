@@ -1,0 +1,226 @@
+/*-------------------------------------------------------------------------
+ *
+ * projector.h
+ *	  The types and functions the files of the asynchronous projector share.
+ *
+ * How it works.  A launcher (launcher.c, a static background worker, so
+ * only shared_preload_libraries = 'es' is needed) starts one projector per
+ * database (worker.c).  The projector owns the logical slot
+ * es_projector_<oid> (slot.c), decodes es.events inserts through
+ * PostgreSQL's own pgoutput, the publication es_events (decode.c), and
+ * applies each committed transaction, in commit order, to the live async
+ * projections (apply.c), in one local transaction per batch that also
+ * advances every projection's checkpoint, applied_lsn (checkpoint.c).
+ * Only then is the slot confirmed, up to the oldest checkpoint, so a crash
+ * at any point replays exactly what was not applied.
+ *
+ * A projection that joins late (created, rebuilt) first reads the table in
+ * position order below the gap-safe horizon, caught_up_to being exact
+ * (catchup.c), then switches to the decoded stream: with the decoding
+ * drained at L0 it takes a snapshot S, applies what S shows above
+ * caught_up_to, and stores S and applied_lsn = L0.  A decoded transaction
+ * after L0 is applied only if S does not show it; once the decoding passes
+ * the WAL insert position read just after S was taken, S is forgotten.
+ * Before any snapshot is taken the projector waits until the transactions
+ * it decoded have left the ProcArray, so every transaction that ends at or
+ * before L0 is in S.
+ *
+ * The projector connects as the bootstrap superuser: it pins who it is and
+ * its settings whatever the database's settings say, names every object
+ * its statements use with its schema, uses the publication and the slot
+ * only once verified to be es's own, keeps the decoded rows of es.events
+ * only, and runs user code (handlers, upcasters, the truncation of a
+ * projection's tables) as the code's or the table's owner, never as
+ * itself.
+ *
+ * A paused or failed projection keeps its checkpoint, which holds the
+ * slot (and WAL) back; the projector says so in the log.  When it becomes
+ * active again, decoding restarts from the slot, and the projections that
+ * are further on skip what they have already applied.
+ *
+ * Backends only touch the shared state (launcher.c): their commits wake
+ * the projector and es.wait_for_projection's waiters.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ES_PROJECTOR_H
+#define ES_PROJECTOR_H
+
+#include "access/xlogdefs.h"
+#include "executor/spi.h"
+#include "nodes/pg_list.h"
+#include "replication/logical.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/snapshot.h"
+#include "utils/timestamp.h"
+
+#include "es.h"
+
+#define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
+#define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
+#define CATCHUP_BATCH		5000	/* events per catch-up transaction */
+#define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
+#define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
+
+/* Shared state: one entry per database that has (had) a projector */
+typedef struct ProjectorDb
+{
+	Oid			dboid;			/* InvalidOid: free entry */
+	pid_t		pid;			/* the running projector, 0: none */
+	Latch	   *latch;
+	bool		start_requested;	/* for the launcher */
+	bool		dropping;		/* DROP DATABASE: do not restart */
+	TimestampTz restart_at;		/* after an error exit: not before */
+	XLogRecPtr	last_append_end;	/* WAL end of the latest append's commit */
+} ProjectorDb;
+
+typedef struct ProjectorShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch;
+	TimestampTz full_warned_at;	/* the last "no free entry" warning */
+	/* es.wait_for_projection: what it waits on (projector_progress) */
+	pg_atomic_uint64 progress;	/* bumped after each commit that matters */
+	pg_atomic_uint32 waiters;	/* backends asleep on progress_cv */
+	ConditionVariable progress_cv;
+	ProjectorDb dbs[FLEXIBLE_ARRAY_MEMBER];	/* es.max_projector_databases */
+} ProjectorShared;
+
+/* A committed transaction as decoded: the positions of its events */
+typedef struct DecodedXact
+{
+	TransactionId xid;
+	XLogRecPtr	end_lsn;
+	int			npositions;
+	int			maxpositions;
+	int64	   *positions;
+} DecodedXact;
+
+/* An async projection as one batch sees it */
+typedef struct AsyncProjection
+{
+	Projection *p;
+	bool		park;			/* on_error = 'park' */
+	bool		failed;
+	char	   *phase;
+	int64		caught_up_to;
+	int64		last_position;
+	XLogRecPtr	applied_lsn;	/* Invalid: not live yet */
+	Datum		live_snapshot;	/* pg_snapshot, 0: none */
+	XLogRecPtr	live_snapshot_lsn;
+	/* results of the batch */
+	bool		changed;
+	XLogRecPtr	new_applied_lsn;
+	bool		stopped;		/* failed in this batch */
+	int64		error_position;
+	char	   *error_message;
+} AsyncProjection;
+
+/*
+ * Run one unit of work in a subtransaction.  On error, returns false with
+ * the error's SQLSTATE and message; the unit's writes are rolled back.
+ */
+typedef struct ApplyUnit
+{
+	Projection *p;
+	int64	   *positions;		/* apply these, or ... */
+	int			n;
+	int64		from;			/* ... the range (from, before), limit */
+	int64		before;
+	int			limit;
+	Snapshot	snap;
+	int64		last;			/* range: the last position read */
+	int64		count;			/* range: how many were read */
+	/* the error, when it failed */
+	char	   *sqlstate;
+	char	   *message;
+	char	   *context;
+} ApplyUnit;
+
+/* Run a statement through SPI with a plan kept for the worker's life */
+typedef struct KeptPlan
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+} KeptPlan;
+
+typedef enum BatchResult
+{
+	BATCH_DONE,
+	BATCH_REWIND,				/* decode again from the slot */
+	BATCH_NOTHING				/* no async projection left */
+} BatchResult;
+
+typedef enum AttachResult
+{
+	ATTACH_OK,
+	ATTACH_NOTHING,				/* no async projection here: detach */
+	ATTACH_WAIT					/* the publication or the slot is not ours */
+} AttachResult;
+
+/* The background workers' entry points */
+PGDLLEXPORT void es_launcher_main(Datum arg);
+PGDLLEXPORT void es_projector_main(Datum arg);
+
+/* launcher.c: the shared state, and what backends do with it */
+extern ProjectorShared *projector;
+extern ProjectorDb *projector_db(Oid dboid, bool create, XLogRecPtr init_lsn);
+extern void projector_full_warning(Oid dboid);
+extern Latch *request_start(ProjectorDb *db, TimestampTz not_before);
+extern void projector_progress(void);
+
+/* worker.c: the projector's process */
+extern ProjectorDb *my_db;
+extern char slot_name[NAMEDATALEN];
+extern List *active_before;
+extern bool holding_any;
+extern XLogRecPtr active_floor;
+extern int	projector_xact_begin(const char *activity);
+extern void projector_xact_end(int guc_level);
+
+/* decode.c */
+extern LogicalDecodingContext *decoding;
+extern List *decoded_xacts;
+extern XLogRecPtr processed_upto;
+extern Oid	events_relid;
+extern bool foreign_relation_logged;
+extern void decoding_init(void);
+extern void decoding_start(void);
+extern void decoding_stop(void);
+extern void decoding_reset(void);
+extern XLogRecPtr decoding_read(void);
+
+/* apply.c */
+extern bool apply_unit(ApplyUnit *u);
+extern bool unit_cancelled(ApplyUnit *u);
+extern void park_event(AsyncProjection *ap, int64 position, ApplyUnit *u);
+extern void stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u);
+extern BatchResult run_batch(XLogRecPtr decode_end, List **catching);
+
+/* checkpoint.c */
+extern int	server_statement_timeout;
+extern int	server_lock_timeout;
+extern int	spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values,
+					const char *nulls, bool read_only);
+extern List *load_projections(const char *name);
+extern bool is_live(AsyncProjection *ap);
+extern bool is_active(AsyncProjection *ap);
+extern void save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot);
+extern void save_catchup(AsyncProjection *ap, int64 caught_up_to, bool go_live,
+						 XLogRecPtr l0, Datum snap, XLogRecPtr snap_lsn);
+extern bool extension_ready(void);
+extern bool name_in(List *names, const char *name);
+
+/* catchup.c */
+extern bool catchup_step(const char *name);
+
+/* slot.c */
+extern TimestampTz attach_retry_at;
+extern AttachResult projector_attach(void);
+extern void projector_detach(void);
+
+#endif							/* ES_PROJECTOR_H */

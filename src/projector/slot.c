@@ -1,0 +1,548 @@
+/*-------------------------------------------------------------------------
+ *
+ * slot.c
+ *	  The publication es_events and the replication slot
+ *	  es_projector_<database oid>: es's own or none.  Attaching (creating
+ *	  them when missing, waiting while somebody else's stands in the way,
+ *	  rebuilding live projections that lost their slot) and detaching.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "replication/slot.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "es.h"
+#include "projector/projector.h"
+
+/* Why the projector waits instead of attaching (NULL: it does not) */
+static const char *waiting_for = NULL;
+static TimestampTz waiting_logged_at = 0;
+TimestampTz attach_retry_at = 0;
+
+/* ------------------------------------------------------------------------
+ * The publication and the slot: es's own, or none
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * The publication es_events as the projector finds it.  es's own is owned
+ * by a superuser (the projector's own role, the bootstrap superuser, which
+ * creates it; or the superuser who restored a dump, which brings it back
+ * publishing nothing: pg_dump does not dump an extension table's
+ * membership), publishes inserts only, and publishes es.events (whole
+ * rows or a column list with global_position, no row filter) and nothing
+ * else: no other table, no schema, not FOR ALL TABLES.  A database owner
+ * who is not a superuser may create publications, so one named es_events
+ * may be somebody else's, made to feed the projector rows of another
+ * table as event positions.
+ */
+typedef enum PubState
+{
+	PUB_NONE,					/* there is none */
+	PUB_OURS,					/* es's own, publishing es.events */
+	PUB_OURS_EMPTY,				/* es's own, publishing nothing */
+	PUB_FOREIGN					/* somebody else's: not used, not dropped */
+} PubState;
+
+static KeptPlan publication_plan = {
+	"SELECT p.pubowner, p.puballtables, p.pubinsert,"
+	"       p.pubupdate OR p.pubdelete OR p.pubtruncate,"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_namespace n"
+	"                WHERE n.pnpubid OPERATOR(pg_catalog.=) p.oid),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.<>) $1),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.=) $1),"
+	"       EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+	"                WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid"
+	"                  AND r.prrelid OPERATOR(pg_catalog.=) $1"
+	"                  AND (r.prqual IS NOT NULL"
+	"                       OR NOT (r.prattrs IS NULL OR"
+	"                               1::pg_catalog.int2 OPERATOR(pg_catalog.=) ANY (r.prattrs))))"
+	"  FROM pg_catalog.pg_publication p"
+	" WHERE p.pubname OPERATOR(pg_catalog.=) 'es_events'", NULL
+};
+
+/*
+ * What the publication es_events is (see PubState), with "events" the OID
+ * of es.events (InvalidOid after DROP EXTENSION).  When it is somebody
+ * else's, *why says why, in the caller's memory context.  In a
+ * transaction.
+ */
+static PubState
+publication_state(Oid events, char **why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(events)};
+	PubState	state = PUB_NONE;
+	const char *reason = NULL;
+
+	SPI_connect();
+	spi_run(&publication_plan, 1, types, values, NULL, true);
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		bool		b[8];
+		int			i;
+
+		for (i = 2; i <= 8; i++)
+			b[i - 1] = DatumGetBool(SPI_getbinval(tup, desc, i, &isnull));
+		if (owner != GetUserId() && !superuser_arg(owner))
+		{
+			char	   *rolname = GetUserNameFromId(owner, true);
+
+			reason = psprintf("Its owner is role \"%s\", neither the projector's role nor another superuser",
+							  rolname ? rolname : "?");
+		}
+		else if (b[1])
+			reason = "It publishes all tables (FOR ALL TABLES)";
+		else if (b[4])
+			reason = "It publishes the tables of a schema (FOR TABLES IN SCHEMA)";
+		else if (b[5])
+			reason = "It publishes tables other than es.events";
+		else if (!b[2] || b[3])
+			reason = "It does not publish inserts only";
+		else if (b[7])
+			reason = "It filters the rows or the columns of es.events";
+		if (reason != NULL)
+		{
+			state = PUB_FOREIGN;
+			*why = MemoryContextStrdup(cxt, reason);
+		}
+		else
+			state = b[6] ? PUB_OURS : PUB_OURS_EMPTY;
+	}
+	SPI_finish();
+	return state;
+}
+
+/*
+ * Is the slot es_projector_<database oid> es's own, if it exists (*exists)?
+ * Slot names are cluster-wide, and a role with the REPLICATION attribute
+ * may create one of that name, in another database or with another output
+ * plugin, whose output the decoder would misread.  es's own is a persistent
+ * logical slot of this database that decodes with pgoutput, and no other
+ * process uses it.  When it is not, *why says why.
+ */
+static bool
+slot_is_ours(bool *exists, char **why)
+{
+	ReplicationSlot *slot;
+	Oid			database = InvalidOid;
+	NameData	plugin;
+	ReplicationSlotPersistency persistency = RS_PERSISTENT;
+	pid_t		active_pid = 0;
+
+	*why = NULL;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(slot_name, false);
+	*exists = slot != NULL;
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		database = slot->data.database;
+		plugin = slot->data.plugin;
+		persistency = slot->data.persistency;
+		active_pid = slot->active_pid;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+
+	if (!*exists)
+		return true;
+	if (!OidIsValid(database))
+		*why = pstrdup("It is a physical slot");
+	else if (database != MyDatabaseId)
+		*why = psprintf("It was created in another database (OID %u)", database);
+	else if (strcmp(NameStr(plugin), "pgoutput") != 0)
+		*why = psprintf("It decodes with the output plugin \"%s\", not pgoutput",
+						NameStr(plugin));
+	else if (persistency != RS_PERSISTENT)
+		*why = pstrdup("It is a temporary slot");
+	else if (active_pid != 0 && active_pid != MyProcPid)
+		*why = psprintf("It is in use by process %d", (int) active_pid);
+	return *why == NULL;
+}
+
+/* The prefix of the last_error that says why the projector waits */
+#define WAITING_PREFIX "waiting: "
+
+/*
+ * The notes in last_error, each behind a look that writes nothing (an
+ * UPDATE of es.projections fires its statement trigger, which sends an
+ * invalidation, even when no row changes).
+ */
+static KeptPlan waiting_note_check_plan = {
+	"SELECT FROM ONLY es.projections"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1) LIMIT 1", NULL
+};
+
+static KeptPlan waiting_note_plan = {
+	"UPDATE ONLY es.projections SET last_error = $1"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1)", NULL
+};
+
+static KeptPlan waiting_clear_check_plan = {
+	"SELECT FROM ONLY es.projections"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND pg_catalog.starts_with(last_error, $1) LIMIT 1", NULL
+};
+
+static KeptPlan waiting_clear_plan = {
+	"UPDATE ONLY es.projections SET last_error = NULL"
+	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
+	"   AND pg_catalog.starts_with(last_error, $1)", NULL
+};
+
+/* Run "update" with the text "arg" when "check" finds a row.  In SPI. */
+static void
+update_if_needed(KeptPlan *check, KeptPlan *update, const char *arg)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(arg)};
+
+	spi_run(check, 1, types, values, NULL, true);
+	if (SPI_processed > 0)
+		spi_run(update, 1, types, values, NULL, false);
+}
+
+/*
+ * The publication or the slot is not es's own: use neither, drop neither
+ * (it is somebody's), and wait until it is gone, looking again every few
+ * seconds.  We choose waiting over failing the projections: nothing is
+ * applied meanwhile, nothing twice either, and once an administrator has
+ * dropped or renamed the object, the projector creates its own and goes on
+ * by itself, with no projection to resume.  The server log says so (a
+ * WARNING, again every few minutes), and so does last_error of every async
+ * projection that has not failed (es.projection_status), until then.  In
+ * a transaction.
+ */
+static void
+projector_wait(const char *what, const char *why, const char *hint)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (waiting_for == NULL || strcmp(waiting_for, what) != 0 ||
+		TimestampDifferenceExceeds(waiting_logged_at, now, HOLD_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es projector: %s is not es's own; the async projections of database \"%s\" wait until it is gone",
+						what, get_database_name(MyDatabaseId)),
+				 errdetail("%s.", why),
+				 errhint("%s", hint)));
+		waiting_logged_at = now;
+	}
+	if (waiting_for != NULL)
+		pfree((void *) waiting_for);
+	waiting_for = MemoryContextStrdup(TopMemoryContext, what);
+	attach_retry_at = TimestampTzPlusMilliseconds(now, 5000);
+
+	SPI_connect();
+	update_if_needed(&waiting_note_check_plan, &waiting_note_plan,
+					 psprintf(WAITING_PREFIX "%s is not es's own. %s.", what, why));
+	SPI_finish();
+}
+
+/* Waiting over (or never begun): forget it, in the log and in the catalog */
+static void
+projector_wait_done(void)
+{
+	if (waiting_for != NULL)
+	{
+		ereport(LOG,
+				(errmsg("es projector: %s no longer stands in the way; the async projections go on",
+						waiting_for)));
+		pfree((void *) waiting_for);
+		waiting_for = NULL;
+	}
+	attach_retry_at = 0;
+	SPI_connect();
+	update_if_needed(&waiting_clear_check_plan, &waiting_clear_plan, WAITING_PREFIX);
+	SPI_finish();
+}
+
+static KeptPlan any_async_plan = {
+	"SELECT FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' LIMIT 1", NULL
+};
+
+static KeptPlan lost_list_plan = {
+	"SELECT p.name, p.tables::pg_catalog.oid[] FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND p.applied_lsn IS NOT NULL"
+	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
+};
+
+static KeptPlan lost_reset_plan = {
+	"UPDATE ONLY es.projections"
+	"   SET phase = 'rebuilding', failed_at = NULL, last_error = NULL,"
+	"       last_error_position = NULL, caught_up_to = 0, last_position = 0,"
+	"       applied_lsn = NULL, live_snapshot = NULL, live_snapshot_lsn = NULL,"
+	"       last_applied_at = NULL,"
+	"       catchup_target = (SELECT coalesce(pg_catalog.max(e.global_position), 0)"
+	"                           FROM ONLY es.events e)"
+	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
+};
+
+static KeptPlan lost_errors_plan = {
+	"DELETE FROM ONLY es.projection_errors e"
+	" WHERE e.projection OPERATOR(pg_catalog.=) $1", NULL
+};
+
+/*
+ * Live async projections without the slot they were following (a restored
+ * dump, a slot dropped by hand or invalidated, a publication that lost
+ * es.events) cannot know what they missed: rebuild them, as
+ * es.rebuild_projection does, but here, in C, so that no role's rights
+ * come into it but the tables' owners' (projection_truncate_as_owner): the
+ * projector is a superuser, and es.rebuild_projection runs as the
+ * extension's owner.  Paused ones stay paused.  Returns how many.  In a
+ * transaction.
+ */
+static uint64
+rebuild_lost(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *names = NIL;
+	List	   *tables = NIL;
+	ListCell   *ln;
+	ListCell   *lt;
+	uint64		i;
+
+	SPI_connect();
+	spi_run(&lost_list_plan, 0, NULL, NULL, NULL, false);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		List	   *oids = NIL;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
+							  TYPALIGN_INT, &elems, &enulls, &n);
+			for (j = 0; j < n; j++)
+				if (!enulls[j])
+					oids = lappend_oid(oids, DatumGetObjectId(elems[j]));
+		}
+		names = lappend(names, SPI_getvalue(tup, desc, 1));
+		tables = lappend(tables, oids);
+		MemoryContextSwitchTo(old);
+	}
+
+	forboth(ln, names, lt, tables)
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(lfirst(ln))};
+		ListCell   *lc;
+
+		spi_run(&lost_reset_plan, 1, types, values, NULL, false);
+		foreach(lc, (List *) lfirst(lt))
+			projection_truncate_as_owner(lfirst_oid(lc), lfirst(ln));
+		spi_run(&lost_errors_plan, 1, types, values, NULL, false);
+	}
+	SPI_finish();
+	return list_length(names);
+}
+
+/*
+ * The slot: acquire it, or create it (and the publication first:
+ * pgoutput looks it up as of each decoded commit), each only if it is es's
+ * own (publication_state, slot_is_ours; otherwise projector_wait).  Live
+ * projections without a slot are rebuilt (rebuild_lost); so are they when
+ * es's publication lost es.events (pg_dump does not dump an extension
+ * table's membership): commits were decoded without their events.
+ */
+AttachResult
+projector_attach(void)
+{
+	bool		any;
+	PubState	pub = PUB_NONE;
+	bool		slot_exists = false;
+	bool		wait = false;
+	int			guc_level;
+
+	guc_level = projector_xact_begin("attaching");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	any = extension_ready();
+	if (any)
+	{
+		SPI_connect();
+		spi_run(&any_async_plan, 0, NULL, NULL, NULL, true);
+		any = SPI_processed > 0;
+		SPI_finish();
+	}
+	if (any)
+	{
+		char	   *why = NULL;
+
+		events_relid = es_relation_oid(ES_EVENTS);
+		foreign_relation_logged = false;
+		pub = publication_state(events_relid, &why);
+		if (pub == PUB_FOREIGN)
+			projector_wait("the publication \"es_events\"", why,
+						   "Drop it (DROP PUBLICATION es_events) or rename it (ALTER PUBLICATION es_events RENAME TO ...): es creates and uses a publication es_events of its own.");
+		else if (!slot_is_ours(&slot_exists, &why))
+			projector_wait(psprintf("the replication slot \"%s\"", slot_name), why,
+						   psprintf("Drop it (SELECT pg_drop_replication_slot('%s')): es creates and uses a slot of that name of its own.",
+									slot_name));
+		else
+			projector_wait_done();
+		wait = pub == PUB_FOREIGN || why != NULL;
+	}
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+	if (!any)
+		return ATTACH_NOTHING;
+	if (wait)
+		return ATTACH_WAIT;
+
+	/*
+	 * The server invalidated the slot: most often max_slot_wal_keep_size
+	 * reached (a long pause), the WAL is gone.  Say which cause it was.
+	 */
+	if (slot_exists)
+	{
+		ReplicationSlot *slot = SearchNamedReplicationSlot(slot_name, true);
+		const char *cause = NULL;
+
+		if (slot != NULL)
+			cause = ReplicationSlotInvalidationCause_compat(slot);
+		if (cause != NULL)
+		{
+			ereport(WARNING,
+					(errmsg("es projector: the replication slot \"%s\" was invalidated (%s); dropping it",
+							slot_name, cause),
+					 strcmp(cause, "wal_removed") == 0 ?
+					 errdetail("It held more WAL than max_slot_wal_keep_size allows.") :
+					 strcmp(cause, "idle_timeout") == 0 ?
+					 errdetail("It was unused for longer than idle_replication_slot_timeout allows.") : 0));
+			ReplicationSlotDrop(slot_name, true);
+		}
+	}
+
+	if (pub != PUB_OURS && SearchNamedReplicationSlot(slot_name, true) != NULL)
+	{
+		ereport(WARNING,
+				(errmsg("es projector: the publication es_events does not publish es.events; dropping the replication slot \"%s\"",
+						slot_name)));
+		ReplicationSlotDrop(slot_name, true);
+	}
+
+	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
+	{
+		uint64		rebuilt;
+
+		guc_level = projector_xact_begin("attaching");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		rebuilt = rebuild_lost();
+		if (rebuilt > 0)
+			ereport(WARNING,
+					(errmsg("es projector: no replication slot \"%s\" for live async projections; rebuilding %llu of them",
+							slot_name, (unsigned long long) rebuilt)));
+		SPI_connect();
+		if (pub == PUB_NONE &&
+			SPI_execute("CREATE PUBLICATION es_events FOR TABLE ONLY es.events (global_position)"
+						" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not create the publication es_events");
+		if (pub == PUB_OURS_EMPTY &&
+			SPI_execute("ALTER PUBLICATION es_events ADD TABLE ONLY es.events (global_position)",
+						false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not add es.events to the publication es_events");
+		SPI_finish();
+		PopActiveSnapshot();
+		projector_xact_end(guc_level);
+
+		guc_level = projector_xact_begin("attaching");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
+								 quote_literal_cstr(slot_name)), false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
+		SPI_finish();
+		PopActiveSnapshot();
+		projector_xact_end(guc_level);
+		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
+	}
+	ReplicationSlotAcquire_compat(slot_name, true);
+	/* held now, nobody can replace it: look once more, closing the window */
+	if (MyReplicationSlot->data.database != MyDatabaseId ||
+		strcmp(NameStr(MyReplicationSlot->data.plugin), "pgoutput") != 0)
+	{
+		ReplicationSlotRelease();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("es projector: the replication slot \"%s\" was replaced by one that is not es's own",
+						slot_name)));
+	}
+	decoding_start();
+	return ATTACH_OK;
+}
+
+/*
+ * Nothing to project: give the slot back and drop it, and the publication,
+ * when they are es's own (somebody else's are left alone).
+ */
+void
+projector_detach(void)
+{
+	Oid			nsp;
+	Oid			events = InvalidOid;
+	PubState	pub;
+	char	   *why = NULL;
+	bool		slot_exists;
+	int			guc_level;
+
+	guc_level = projector_xact_begin("detaching");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* es.events, unless DROP EXTENSION took it (and it from the publication) */
+	nsp = get_namespace_oid("es", true);
+	if (OidIsValid(nsp))
+		events = get_relname_relid("events", nsp);
+	pub = publication_state(events, &why);
+	if (pub == PUB_OURS || pub == PUB_OURS_EMPTY)
+	{
+		SPI_connect();
+		if (SPI_execute("DROP PUBLICATION es_events", false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "es projector: could not drop the publication es_events");
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+
+	decoding_stop();
+	if (MyReplicationSlot != NULL)
+	{
+		ReplicationSlotRelease();
+		ReplicationSlotDrop(slot_name, true);
+		ereport(LOG, (errmsg("es projector: no async projection left; dropped replication slot \"%s\"",
+							 slot_name)));
+	}
+	else if (slot_is_ours(&slot_exists, &why) && slot_exists)
+		ReplicationSlotDrop(slot_name, true);
+}
