@@ -49,7 +49,7 @@ sub es_processes
 {
 	my ($db) = @_;
 	my $out = $node->safe_psql($db, qq{
-SELECT pid, backend_type, coalesce(query, '') FROM pg_stat_activity
+SELECT pid, backend_type, translate(coalesce(query, ''), chr(10) || chr(13), '  ') FROM pg_stat_activity
  WHERE datname = '$db' AND backend_type IN ('es projection worker', 'es projector')});
 	return map { [ split /\|/, $_, 3 ] } grep { $_ ne '' } split /\n/, $out;
 }
