@@ -1,0 +1,319 @@
+# Copyright (c) 2026, es contributors
+#
+# 017_projector_isolation.pl: one stuck or killed projection does not stop
+# the others of its database (DESIGN.md guarantee 9, issue 14).
+#
+# - A stuck projection: its handler loops until a row appears in
+#   public.release_gate (pg_sleep(0.05) per turn, no statement_timeout
+#   anywhere).  Three other async projections of the same database are
+#   created beside it.  Events appended before and after the stuck handler
+#   is seen sleeping are applied by the three others: es.wait_for_projection
+#   succeeds for each within one shared bound, and each read table holds
+#   exactly one row per event; the stuck one has applied nothing.  Once the
+#   gate is released, the stuck projection catches up exactly once.
+# - A worker killed while others run: three projections whose handlers sleep
+#   5 ms per event work through a backlog.  The process applying one of
+#   them (pg_stat_activity.query names the projection in double quotes;
+#   with a build that does not, the database's 'es projector') gets
+#   pg_terminate_backend.  The others' progress goes on; some other
+#   projection was applied by another process than the killed one, and the
+#   processes that applied them are still alive afterwards; the killed
+#   projection is applied again; every projection ends with
+#   exactly one row per event; the server did not restart (same
+#   pg_postmaster_start_time, same checkpointer, no reinitialization in the
+#   log).
+#
+# Every wait here is bounded: with one process applying all projections of
+# a database in turn, the stuck handler stalls the others, and the test
+# says so in seconds instead of hanging.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use EsNode;
+use Time::HiRes qw(usleep time);
+
+# Room for a decoder and several workers per database, both databases.
+my $node = es_node('projector_isolation', "max_worker_processes = 16\n");
+
+my $workers = $node->safe_psql('postgres',
+	q{SELECT coalesce((SELECT setting FROM pg_settings WHERE name = 'es.max_projection_workers'), 'none')});
+note "es.max_projection_workers: $workers";
+
+# The es processes of database $db that may apply projections, as
+# [pid, backend_type, query] rows.
+sub es_processes
+{
+	my ($db) = @_;
+	my $out = $node->safe_psql($db, qq{
+SELECT pid, backend_type, translate(coalesce(query, ''), chr(10) || chr(13), '  ') FROM pg_stat_activity
+ WHERE datname = '$db' AND backend_type IN ('es projection worker', 'es projector')});
+	return map { [ split /\|/, $_, 3 ] } grep { $_ ne '' } split /\n/, $out;
+}
+
+# The pid of the process of $db whose activity names projection $name, or ''.
+sub applying_pid
+{
+	my ($db, $name) = @_;
+	return $node->safe_psql($db, qq{
+SELECT pid FROM pg_stat_activity
+ WHERE datname = '$db' AND backend_type IN ('es projection worker', 'es projector')
+   AND query LIKE '%"$name"%' LIMIT 1});
+}
+
+# One row per event the projection applied: "rows:distinct:missing:unknown"
+# of its read table public.seen_$name against es.events.
+sub exactness
+{
+	my ($db, $name) = @_;
+	return $node->safe_psql($db, qq{
+SELECT (SELECT count(*) FROM public.seen_$name)
+  || ':' || (SELECT count(DISTINCT global_position) FROM public.seen_$name)
+  || ':' || (SELECT count(*) FROM es.events e WHERE NOT EXISTS
+               (SELECT FROM public.seen_$name s WHERE s.global_position = e.global_position))
+  || ':' || (SELECT count(*) FROM public.seen_$name s WHERE NOT EXISTS
+               (SELECT FROM es.events e WHERE e.global_position = s.global_position))});
+}
+
+sub applied
+{
+	my ($db, $name) = @_;
+	return $node->safe_psql($db, qq{SELECT count(*) FROM public.seen_$name});
+}
+
+# A read table public.seen_$name and its handler, which sleeps $sleep
+# seconds per event (none when 0) and records the event's position.
+sub create_seen
+{
+	my ($db, $name, $sleep) = @_;
+	my $pause = $sleep ? "PERFORM pg_catalog.pg_sleep($sleep);" : '';
+	$node->safe_psql($db, qq{
+CREATE TABLE public.seen_$name (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN
+  $pause
+  INSERT INTO public.seen_$name VALUES (e.global_position);
+END \$\$;
+SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_$name'::regclass]);
+});
+}
+
+my $start_time = $node->safe_psql('postgres', q{SELECT pg_postmaster_start_time()});
+my $checkpointer = $node->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'});
+my $log_offset = -s $node->logfile;
+
+# =====================================================================
+# A stuck projection
+# =====================================================================
+my $db = 'iso_stuck';
+my @fast = qw(fast1 fast2 fast3);
+$node->safe_psql('postgres', "CREATE DATABASE $db");
+$node->safe_psql($db, q{
+CREATE EXTENSION es;
+CREATE TABLE public.release_gate (released boolean);
+CREATE TABLE public.seen_stuck (global_position bigint NOT NULL);
+-- Loops until the gate is released: no timeout ends it.
+CREATE FUNCTION public.h_stuck(e es.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
+    PERFORM pg_catalog.pg_sleep(0.05);
+  END LOOP;
+  INSERT INTO public.seen_stuck VALUES (e.global_position);
+END $$;
+SELECT es.create_projection('stuck', 'public.h_stuck(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_stuck'::regclass]);
+});
+create_seen($db, $_, 0) foreach @fast;
+# All four are live on an empty store before the first event.
+foreach my $name ('stuck', @fast)
+{
+	is($node->safe_psql($db, qq{SELECT es.wait_for_projection('$name', NULL, '60 seconds')}),
+		't', "stuck: projection $name is live");
+}
+is($node->safe_psql($db, q{SELECT string_agg(name || '=' || status, ',' ORDER BY name) FROM es.projection_status}),
+	'fast1=running,fast2=running,fast3=running,stuck=running', 'stuck: the four async projections run');
+
+# A first round of events: the stuck handler takes the first one and loops.
+$node->safe_psql($db, q{
+SELECT es.append('acct-' || s, ARRAY[es.new_event('Opened', '{}'), es.new_event('Deposited', '{"amount": 1}')])
+  FROM generate_series(1, 20) s});
+ok( es_poll(
+		$node, $db, qq{
+SELECT count(*) > 0 FROM pg_stat_activity
+ WHERE datname = '$db' AND backend_type IN ('es projection worker', 'es projector')
+   AND wait_event = 'PgSleep'}, 't', 30),
+	'stuck: the stuck handler is looping');
+
+# A second round, appended while it loops, one event per transaction.
+$node->safe_psql($db, q{SELECT es.append_event('acct-' || s, 'Deposited', '{"amount": 2}') FROM generate_series(1, 20) s});
+$node->safe_psql($db, q{SELECT es.append_event('late-' || s, 'Opened', '{}') FROM generate_series(1, 10) s});
+my $events = $node->safe_psql($db, q{SELECT count(*) FROM es.events});
+is($events, '70', 'stuck: 70 events appended in two rounds');
+
+# The three others apply everything within one shared bound of 30 seconds.
+my $deadline = time() + 30;
+foreach my $name (@fast)
+{
+	my $left = int($deadline - time());
+	$left = 1 if $left < 1;
+	my $t0 = time();
+	is($node->safe_psql($db, qq{SELECT es.wait_for_projection('$name', NULL, '$left seconds')}),
+		't', "stuck: $name applies every event while the stuck one loops");
+	note sprintf('%s: waited %.1f s', $name, time() - $t0);
+}
+foreach my $name (@fast)
+{
+	is(exactness($db, $name), "$events:$events:0:0",
+		"stuck: $name holds exactly one row per event (rows:distinct:missing:unknown)");
+}
+is(applied($db, 'stuck'), '0', 'stuck: the stuck projection has applied nothing');
+is($node->safe_psql($db, q{SELECT status, lag_events > 0 FROM es.projection_status WHERE name = 'stuck'}),
+	'running|t', 'stuck: it is still running, behind');
+
+# Released, it catches up exactly once; the others are unchanged.
+$node->safe_psql($db, q{INSERT INTO public.release_gate VALUES (true)});
+is($node->safe_psql($db, q{SELECT es.wait_for_projection('stuck', NULL, '60 seconds')}),
+	't', 'stuck: released, it catches up');
+is(exactness($db, 'stuck'), "$events:$events:0:0",
+	'stuck: it holds exactly one row per event (rows:distinct:missing:unknown)');
+foreach my $name (@fast)
+{
+	is(exactness($db, $name), "$events:$events:0:0", "stuck: $name still holds exactly one row per event");
+}
+$node->safe_psql('postgres', "DROP DATABASE $db");
+
+# =====================================================================
+# A worker killed while others run
+# =====================================================================
+$db = 'iso_kill';
+my @names = qw(w1 w2 w3);
+my $nev = 1500;		# events, 10 per transaction
+$node->safe_psql('postgres', "CREATE DATABASE $db");
+$node->safe_psql($db, 'CREATE EXTENSION es');
+create_seen($db, $_, 0.005) foreach @names;
+foreach my $name (@names)
+{
+	is($node->safe_psql($db, qq{SELECT es.wait_for_projection('$name', NULL, '60 seconds')}),
+		't', "kill: projection $name is live");
+}
+$node->safe_psql($db, qq{
+SELECT es.append('k-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
+                                  FROM generate_series(1, 10) n))
+  FROM generate_series(1, $nev / 10) s});
+
+# The process applying one of them, as its activity names it; with a
+# build whose activity does not name projections (no 'es projection
+# worker' after 3 seconds), the database's projector.
+my ($victim, $vpid, %pid_of, $t_first);
+my $t_look = time();
+while (time() < $t_look + 15)
+{
+	my @procs = es_processes($db);
+	foreach my $p (@procs)
+	{
+		foreach my $name (@names)
+		{
+			$pid_of{$name} //= $p->[0] if index($p->[2], qq{"$name"}) >= 0;
+		}
+	}
+	$t_first //= time() if keys %pid_of;
+	# Seen two of them applied, or one and a second more of looking.
+	last if keys %pid_of >= 2 || (defined $t_first && time() > $t_first + 1);
+	last
+	  if !keys %pid_of
+	  && time() > $t_look + 3
+	  && !grep { $_->[1] eq 'es projection worker' } @procs;
+	usleep(20_000);
+}
+if (keys %pid_of)
+{
+	($victim) = sort { $a cmp $b } keys %pid_of;
+	# It may have moved on: take whoever applies it now.
+	$vpid = applying_pid($db, $victim) || $pid_of{$victim};
+	note "kill: $victim is applied by pid $vpid (activity names the projection)";
+}
+else
+{
+	$victim = $names[0];
+	$vpid   = $node->safe_psql($db,
+		qq{SELECT pid FROM pg_stat_activity WHERE backend_type = 'es projector' AND datname = '$db'});
+	note "kill: no activity names a projection; killing the es projector of $db, pid $vpid";
+}
+like($vpid, qr/^\d+$/, "kill: found the process applying $victim");
+my @others = grep { $_ ne $victim } @names;
+my %before = map { $_ => applied($db, $_) } @names;
+cmp_ok($before{$victim}, '<', $nev, "kill: $victim is mid-backlog ($before{$victim} of $nev applied)");
+
+# The processes applying the others, other than the victim's.
+my %other_pid = map { $_ => $pid_of{$_} } grep { defined $pid_of{$_} && $pid_of{$_} ne $vpid } @others;
+is($node->safe_psql($db, qq{SELECT pg_terminate_backend($vpid)}), 't', "kill: pg_terminate_backend($vpid)");
+my $t_kill = time();
+my $gone = 0;
+for (1 .. 200) { if (!pg_alive($vpid)) { $gone = 1; last; } usleep(50_000); }
+ok($gone, 'kill: the killed process is gone');
+my %at_kill = map { $_ => applied($db, $_) } @names;
+
+# The others go on: each applies more than it had when the killed process
+# was gone (or all of them).
+foreach my $name (@others)
+{
+	ok( es_poll(
+			$node, $db,
+			qq{SELECT count(*) > $at_kill{$name} OR count(*) = $nev FROM public.seen_$name},
+			't', 60),
+		"kill: $name goes on applying (had $at_kill{$name})");
+	note sprintf('%s: progress seen %.1f s after the kill', $name, time() - $t_kill);
+}
+ok(scalar(keys %other_pid) > 0,
+	'kill: another projection was applied by a process other than the killed one')
+  or diag('pids seen applying: '
+	  . join(', ', map { "$_=$pid_of{$_}" } sort keys %pid_of)
+	  . "; killed $vpid");
+SKIP:
+{
+	skip 'no other projection was seen in another process', 1 unless %other_pid;
+	my @pids = sort { $a <=> $b } values %other_pid;
+	my $list = join(',', @pids);
+	is( $node->safe_psql($db, qq{
+SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+ WHERE pid IN ($list) AND datname = '$db'
+   AND backend_type IN ('es projection worker', 'es projector')}),
+		join(',', do { my %u; grep { !$u{$_}++ } @pids }),
+		'kill: the processes that applied the others are the same ('
+		  . join(', ', map { "$_=$other_pid{$_}" } sort keys %other_pid) . ')');
+}
+
+# A process comes back for the killed projection; everything ends exact.
+ok( es_poll(
+		$node, $db,
+		qq{SELECT count(*) > $at_kill{$victim} OR count(*) = $nev FROM public.seen_$victim},
+		't', 60),
+	"kill: $victim is applied again (had $at_kill{$victim})");
+note sprintf('%s: progress seen %.1f s after the kill', $victim, time() - $t_kill);
+foreach my $name (@names)
+{
+	is($node->safe_psql($db, qq{SELECT es.wait_for_projection('$name', NULL, '120 seconds')}),
+		't', "kill: $name applies the whole backlog");
+	is(exactness($db, $name), "$nev:$nev:0:0",
+		"kill: $name holds exactly one row per event (rows:distinct:missing:unknown)");
+}
+is($node->safe_psql($db, q{SELECT string_agg(name || '=' || status, ',' ORDER BY name) FROM es.projection_status}),
+	'w1=running,w2=running,w3=running', 'kill: all three run');
+
+# The server did not restart: no crash-restart cycle either (it keeps
+# pg_postmaster_start_time but restarts the checkpointer).
+is($node->safe_psql('postgres', q{SELECT pg_postmaster_start_time()}), $start_time,
+	'the server did not restart (same pg_postmaster_start_time)');
+is($node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'}),
+	$checkpointer, 'no crash-restart (same checkpointer)');
+unlike(substr(slurp_file($node->logfile), $log_offset),
+	qr/terminating any other active server processes|all server processes terminated; reinitializing/,
+	'no crash-restart in the server log');
+
+$node->stop;
+done_testing();
