@@ -6,7 +6,7 @@ OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/fold.o \
 	src/lifecycle.o src/handler.o \
 	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
 	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \
-	src/projector/checkpoint.o
+	src/projector/checkpoint.o src/projector/applier.o
 DATA = $(wildcard sql/es--*.sql)
 PGFILEDESC = "es - event store with CQRS read models"
 
@@ -21,6 +21,10 @@ PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Wno-unused-parameter -Wno-missing-f
 ifdef WERROR
 PG_CPPFLAGS += -Werror
 endif
+
+# Every object depends on the shared headers (PGXS tracks no dependencies
+# unless PostgreSQL was configured with --enable-depend).
+$(OBJS) $(OBJS:.o=.bc): src/es.h src/compat.h src/projector/projector.h
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -44,6 +44,7 @@ PG_MODULE_MAGIC;
 
 bool		es_notify = false;
 int			es_max_projector_databases = 64;
+int			es_max_projection_workers = 2;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -137,11 +138,13 @@ es_xact_callback(XactEvent event, void *arg)
 /*
  * Module load.  Everything es installs in a server or a backend is here:
  *
- * - settings: es.notify, es.max_projector_databases (at server start);
+ * - settings: es.notify, es.max_projection_workers, es.max_projector_databases
+ *   (at server start);
  * - at server start (shared_preload_libraries): the shared memory of the
  *   gap-safe horizon (horizon.c) and of the projector
  *   (projector/launcher.c), and the launcher, a background worker that
- *   starts one projector per database (projector/worker.c);
+ *   starts one projector per database (projector/worker.c), which starts
+ *   that database's projection workers (projector/applier.c);
  * - in every backend: one relcache, one function (pg_proc) and one
  *   transaction callback, each calling the modules' own, and the utility
  *   hook that stops a database's projector before DROP DATABASE.
@@ -166,6 +169,14 @@ _PG_init(void)
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);
+	DefineCustomIntVariable("es.max_projection_workers",
+							"Processes that apply the async projections of a database.",
+							"Each applies one projection at a time, so that a slow or stuck handler delays only its own projection while another worker is free.",
+							&es_max_projection_workers,
+							2, 1, MAX_PROJECTION_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("es");
 
 	if (process_shared_preload_libraries_in_progress)

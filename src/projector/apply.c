@@ -27,35 +27,19 @@
 #include "es.h"
 #include "projector/projector.h"
 
-static List *holding_logged = NIL;	/* names said to hold WAL */
-static TimestampTz holding_logged_at = 0;
-static TimestampTz slot_saved_at = 0;
-
 /* ------------------------------------------------------------------------
  * Applying
  * ------------------------------------------------------------------------
  */
 
-/* The full xid of a recently decoded transaction */
-static FullTransactionId
-full_xid(TransactionId xid)
-{
-	FullTransactionId next = ReadNextFullTransactionId();
-	uint32		epoch = EpochFromFullTransactionId(next);
-
-	if (xid > XidFromFullTransactionId(next))
-		epoch--;
-	return FullTransactionIdFromEpochAndXid(epoch, xid);
-}
-
 /* Does the projection's switch snapshot show this transaction? */
 static bool
-in_live_snapshot(AsyncProjection *ap, TransactionId xid)
+in_live_snapshot(AsyncProjection *ap, FullTransactionId fxid)
 {
 	if (ap->live_snapshot == (Datum) 0)
 		return false;
 	return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot,
-											FullTransactionIdGetDatum(full_xid(xid)),
+											FullTransactionIdGetDatum(fxid),
 											ap->live_snapshot));
 }
 
@@ -263,7 +247,7 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	{
 		DecodedXact *x = lfirst(lc);
 
-		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->xid))
+		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->fxid))
 			continue;
 		pending = lappend(pending, x);
 		total += x->npositions;
@@ -367,204 +351,34 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	}
 }
 
-/* Paused or failed live projections hold WAL back: say so, now and then */
-static void
-log_holding(List *aps)
-{
-	List	   *holding = NIL;
-	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
-	bool		again = TimestampDifferenceExceeds(holding_logged_at, now,
-												   HOLD_LOG_INTERVAL_MS);
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	foreach(lc, aps)
-	{
-		AsyncProjection *ap = lfirst(lc);
-
-		if (!is_live(ap) || is_active(ap))
-			continue;
-		holding = lappend(holding, pstrdup(ap->p->name));
-		if (again || !name_in(holding_logged, ap->p->name))
-			ereport(WARNING,
-					(errmsg("es projector: %s projection \"%s\" holds back %llu bytes of WAL",
-							ap->p->paused ? "paused" : "failed", ap->p->name,
-							(unsigned long long) (GetXLogInsertRecPtr() - ap->applied_lsn)),
-					 errhint("Resume it with es.resume_projection('%s') or drop it.", ap->p->name)));
-	}
-	if (again)
-		holding_logged_at = now;
-	holding_any = holding != NIL;
-	list_free_deep(holding_logged);
-	holding_logged = holding;
-	MemoryContextSwitchTo(old);
-}
-
 /*
- * Apply the decoded batch (possibly empty) to the live projections in one
- * transaction, then confirm the slot.  *catching gets the names of the
- * projections that still read the table.
+ * A projection worker's unit of a live projection "name", whose row the
+ * worker's transaction holds: the logged transactions it has not applied,
+ * up to "upto" (what the projector has logged), in commit order; then its
+ * checkpoint.  Returns true when it applied something.  In a transaction, with a snapshot taken after
+ * "upto" was read.
  */
-BatchResult
-run_batch(XLogRecPtr decode_end, List **catching)
+bool
+apply_live_unit(const char *name, XLogRecPtr upto)
 {
-	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "es projector batch",
-													ALLOCSET_DEFAULT_SIZES);
-	List	   *aps;
-	ListCell   *lc;
-	XLogRecPtr	confirm = decode_end;
-	XLogRecPtr	target;
-	bool		rewind = false;
-	bool		any = false;
-	List	   *active = NIL;
-	int			guc_level;
+	List	   *aps = load_projections(name, true);
+	AsyncProjection *ap = aps != NIL ? linitial(aps) : NULL;
+	XLogRecPtr	decode_end;
+	bool		forget;
 
-	guc_level = projector_xact_begin("applying");
-	MemoryContextSwitchTo(batch_cxt);
-
-	/* the decoded transactions must be visible to the snapshot below */
-	foreach(lc, decoded_xacts)
-	{
-		DecodedXact *x = lfirst(lc);
-
-		if (TransactionIdIsInProgress(x->xid))
-			XactLockTableWait(x->xid, NULL, NULL, XLTW_None);
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	if (!extension_ready())
-	{
-		PopActiveSnapshot();
-		projector_xact_end(guc_level);
-		MemoryContextDelete(batch_cxt);
-		return BATCH_NOTHING;
-	}
-	aps = load_projections(NULL);
+	if (ap == NULL || !is_live(ap) || !is_active(ap) || ap->applied_lsn >= upto)
+		return false;
 	(void) projection_event_desc_get(true);
-
-	SpinLockAcquire(&projector->mutex);
-	target = my_db->last_append_end;
-	SpinLockRelease(&projector->mutex);
-
-	foreach(lc, aps)
-	{
-		AsyncProjection *ap = lfirst(lc);
-
-		any = true;
-		if (!is_live(ap))
-			continue;
-		if (is_active(ap) && !name_in(active_before, ap->p->name) &&
-			ap->applied_lsn < processed_upto)
-		{
-			if (ap->applied_lsn < MyReplicationSlot->data.confirmed_flush)
-			{
-				/* cannot happen unless the slot was moved by hand */
-				ap->stopped = true;
-				ap->error_position = ap->last_position;
-				ap->error_message = pstrdup("the replication slot was advanced past this projection's checkpoint; rebuild it");
-				save_checkpoint(ap, false, false);
-				ereport(WARNING,
-						(errmsg("es projector: projection \"%s\" missed WAL that the slot no longer has",
-								ap->p->name),
-						 errhint("Rebuild it with es.rebuild_projection('%s').", ap->p->name)));
-				continue;
-			}
-			rewind = true;
-		}
-	}
-
-	if (!rewind)
-	{
-		Snapshot	snap = GetActiveSnapshot();
-
-		foreach(lc, aps)
-		{
-			AsyncProjection *ap = lfirst(lc);
-			bool		forget;
-
-			if (!is_live(ap) || !is_active(ap))
-				continue;
-			apply_live(ap, decode_end, snap);
-			if (!ap->stopped)
-				active = lappend(active, ap->p->name);
-			forget = ap->live_snapshot != (Datum) 0 &&
-				ap->new_applied_lsn >= ap->live_snapshot_lsn;
-			if (ap->changed || ap->stopped || forget ||
-				(ap->new_applied_lsn > ap->applied_lsn &&
-				 (ap->new_applied_lsn - ap->applied_lsn > RAISE_EVERY_BYTES ||
-				  ap->applied_lsn < target)))
-				save_checkpoint(ap, ap->changed, forget);
-			else
-				ap->new_applied_lsn = ap->applied_lsn;	/* not stored */
-		}
-		active_floor = InvalidXLogRecPtr;
-		foreach(lc, aps)
-		{
-			AsyncProjection *ap = lfirst(lc);
-
-			if (is_live(ap) && ap->new_applied_lsn < confirm)
-				confirm = ap->new_applied_lsn;
-			if (is_live(ap) && is_active(ap) && !ap->stopped &&
-				(XLogRecPtrIsInvalid(active_floor) || ap->new_applied_lsn < active_floor))
-				active_floor = ap->new_applied_lsn;
-		}
-		log_holding(aps);
-	}
-
-	/* what still reads the table, for the caller */
-	*catching = NIL;
-	foreach(lc, aps)
-	{
-		AsyncProjection *ap = lfirst(lc);
-
-		if (!is_live(ap) && is_active(ap))
-		{
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-			*catching = lappend(*catching, pstrdup(ap->p->name));
-			MemoryContextSwitchTo(old);
-		}
-	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		List	   *names = NIL;
-
-		foreach(lc, active)
-			names = lappend(names, pstrdup(lfirst(lc)));
-		list_free_deep(active_before);
-		active_before = rewind ? NIL : names;
-		MemoryContextSwitchTo(old);
-	}
-
-	PopActiveSnapshot();
-	projector_xact_end(guc_level);
-	MemoryContextSwitchTo(TopMemoryContext);
-	MemoryContextDelete(batch_cxt);
-
-	if (!any)
-		return BATCH_NOTHING;
-	if (rewind)
-		return BATCH_REWIND;
-	if (!XLogRecPtrIsInvalid(confirm))
-	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		LogicalConfirmReceivedLocation(confirm);
-		/*
-		 * PostgreSQL writes a slot's confirmed position to disk only now and
-		 * then: save it every few seconds, so that a restart after a crash
-		 * does not decode (and skip) much WAL again.
-		 */
-		if (TimestampDifferenceExceeds(slot_saved_at, now, 5000))
-		{
-			ReplicationSlotMarkDirty();
-			ReplicationSlotSave();
-			slot_saved_at = now;
-		}
-	}
-	return BATCH_DONE;
+	decode_end = decoded_load(ap->applied_lsn, upto);
+	apply_live(ap, decode_end, GetActiveSnapshot());
+	decoded_xacts = NIL;
+	forget = ap->live_snapshot != (Datum) 0 &&
+		ap->new_applied_lsn >= ap->live_snapshot_lsn;
+	/* the worker took it for a reason (applier.c): store how far it got */
+	if (ap->changed || ap->stopped || forget || ap->new_applied_lsn > ap->applied_lsn)
+		save_checkpoint(ap, ap->changed, forget);
+	return ap->changed;
 }
-
 
 PG_FUNCTION_INFO_V1(es_projection_apply_one);
 

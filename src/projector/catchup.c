@@ -130,16 +130,15 @@ catchup_step(const char *name)
 	int64		low;
 	int64		last;
 	bool		more = false;
-	bool		went_live;
 	ApplyUnit	u;
 	int			guc_level;
 
 	/* a batch below the horizon */
-	guc_level = projector_xact_begin("catching up");
+	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
 	MemoryContextSwitchTo(step_cxt);
 	snap = horizon_snapshot(&low);
 	PushActiveSnapshot(snap);
-	aps = load_projections(name);
+	aps = load_projections(name, true);
 	ap = aps != NIL ? linitial(aps) : NULL;
 	if (ap == NULL || is_live(ap) || !is_active(ap))
 	{
@@ -177,9 +176,10 @@ catchup_step(const char *name)
 		return more;
 	}
 
-	/* the switch: S before anything else in the transaction */
+	/* the switch: L0 first (see switch_begin), then S */
 	MemoryContextReset(step_cxt);
-	guc_level = projector_xact_begin("catching up");
+	processed_upto = switch_begin();
+	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
 	MemoryContextSwitchTo(step_cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
@@ -199,7 +199,7 @@ catchup_step(const char *name)
 		}
 		SPI_finish();
 
-		aps = load_projections(name);
+		aps = load_projections(name, true);
 		ap = aps != NIL ? linitial(aps) : NULL;
 		if (ap != NULL && !is_live(ap) && is_active(ap))
 		{
@@ -220,13 +220,10 @@ catchup_step(const char *name)
 			}
 		}
 	}
-	went_live = ap != NULL && !ap->stopped && !is_live(ap) && is_active(ap);
 	PopActiveSnapshot();
 	projector_xact_end(guc_level);
+	switch_end();
 	MemoryContextSwitchTo(TopMemoryContext);
-	/* live from processed_upto on: it has seen what was decoded */
-	if (went_live)
-		active_before = lappend(active_before, pstrdup(name));
 	MemoryContextDelete(step_cxt);
 	return false;
 }

@@ -52,32 +52,34 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 	return rc;
 }
 
-static KeptPlan load_plan = {
-	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused,"
-	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position,"
-	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
-	"       p.failed_at IS NOT NULL AS failed,"
-	"       pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'search_path' AS search_path,"
-	"       (SELECT pg_catalog.substr(c, 19)"
-	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
-	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
-	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
-	"           AND c OPERATOR(pg_catalog.~~) 'statement\\_timeout=%'"
-	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
-	"         LIMIT 1) AS statement_timeout,"
-	"       (SELECT pg_catalog.substr(c, 14)"
-	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
-	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])"
-	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])"
-	"           AND c OPERATOR(pg_catalog.~~) 'lock\\_timeout=%'"
-	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0"
-	"         LIMIT 1) AS lock_timeout"
-	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr"
-	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid"
-	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'"
+#define LOAD_SQL \
+	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused," \
+	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position," \
+	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn," \
+	"       p.failed_at IS NOT NULL AS failed," \
+	"       pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'search_path' AS search_path," \
+	"       (SELECT pg_catalog.substr(c, 19)" \
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c" \
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])" \
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])" \
+	"           AND c OPERATOR(pg_catalog.~~) 'statement\\_timeout=%'" \
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0" \
+	"         LIMIT 1) AS statement_timeout," \
+	"       (SELECT pg_catalog.substr(c, 14)" \
+	"          FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c" \
+	"         WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[])" \
+	"           AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, pr.proowner])" \
+	"           AND c OPERATOR(pg_catalog.~~) 'lock\\_timeout=%'" \
+	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0" \
+	"         LIMIT 1) AS lock_timeout" \
+	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr" \
+	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid" \
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'" \
 	"   AND ($1 IS NULL OR p.name OPERATOR(pg_catalog.=) $1)"
-	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
-};
+
+/* with the rows locked (a worker), or not (the projector's look) */
+static KeptPlan load_plan = {LOAD_SQL " ORDER BY p.name FOR NO KEY UPDATE OF p", NULL};
+static KeptPlan load_nolock_plan = {LOAD_SQL " ORDER BY p.name", NULL};
 
 /*
  * The timeouts of handlers.  A session of the handler's owner in this
@@ -103,11 +105,11 @@ handler_timeout(const char *value, int otherwise)
 }
 
 /*
- * Lock and load the async projections (all, or the one named) into the
- * current memory context, with their handlers' timeouts.
+ * Load the async projections (all, or the one named; locked when "lock")
+ * into the current memory context, with their handlers' timeouts.
  */
 List *
-load_projections(const char *name)
+load_projections(const char *name, bool lock)
 {
 	Oid			types[2] = {TEXTOID, OIDOID};
 	Datum		values[2];
@@ -120,7 +122,7 @@ load_projections(const char *name)
 	nulls[0] = name ? ' ' : 'n';
 	values[1] = ObjectIdGetDatum(MyDatabaseId);
 	SPI_connect();
-	spi_run(&load_plan, 2, types, values, nulls, false);
+	spi_run(lock ? &load_plan : &load_nolock_plan, 2, types, values, nulls, !lock);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];

@@ -22,10 +22,14 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "access/transam.h"
+#include "storage/fd.h"
+
 #include "es.h"
 #include "projector/projector.h"
 
 static MemoryContext decode_cxt = NULL;
+static XLogRecPtr logged_upto = InvalidXLogRecPtr;	/* in es.decoded_batches */
 List	   *decoded_xacts = NIL;	/* complete transactions, commit order */
 static int	decoded_events = 0;
 static DecodedXact *current = NULL;
@@ -38,6 +42,18 @@ bool		foreign_relation_logged = false;
  * Decoding
  * ------------------------------------------------------------------------
  */
+
+/* The full xid of a recently decoded transaction */
+static FullTransactionId
+full_xid(TransactionId xid)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (xid > XidFromFullTransactionId(next))
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, xid);
+}
 
 static void
 decode_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
@@ -84,7 +100,7 @@ decode_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 
 				logicalrep_read_begin(&in, &begin);
 				current = palloc0(sizeof(DecodedXact));
-				current->xid = begin.xid;
+				current->fxid = full_xid(begin.xid);
 				current->maxpositions = 8;
 				current->positions = palloc(sizeof(int64) * 8);
 				break;
@@ -181,6 +197,7 @@ decoding_start(void)
 	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
 	decoding_mark(false);
 	processed_upto = MyReplicationSlot->data.confirmed_flush;
+	logged_upto = InvalidXLogRecPtr;	/* look again: es.decoded_batches may be new */
 	MemoryContextSwitchTo(old);
 }
 
@@ -240,4 +257,281 @@ decoding_read(void)
 	}
 	decoding_mark(false);
 	return decoding->reader->EndRecPtr;
+}
+
+/* ------------------------------------------------------------------------
+ * The decoded transactions, kept for the projection workers
+ *
+ * One file per decoded batch that has events, named after the database and
+ * the WAL end of its last commit, in PostgreSQL's directory of temporary
+ * files (base/pgsql_tmp, which the server empties when it starts): the
+ * commits' WAL ends, full transaction ids and event counts, then the
+ * events' global positions.  A file is written under another name and
+ * renamed, so a worker reads whole files only.  They live as long as the
+ * server runs: the projector removes those of its database when it starts
+ * in a fresh server (after a crash too), and decodes them again from its
+ * slot, which it never confirms past a live projection's checkpoint.
+ * ------------------------------------------------------------------------
+ */
+
+#define DECODED_DIR		"base/" PG_TEMP_FILES_DIR
+#define DECODED_MAGIC	0x45534431	/* "ESD1" */
+
+typedef struct DecodedFileHeader
+{
+	uint32		magic;
+	int32		nxacts;
+	int32		npositions;
+} DecodedFileHeader;
+
+static void
+decoded_file_name(char *path, XLogRecPtr end, const char *suffix)
+{
+	snprintf(path, MAXPGPATH, "%s/%ses_%u_%016llX%s", DECODED_DIR,
+			 PG_TEMP_FILE_PREFIX, MyDatabaseId, (unsigned long long) end, suffix);
+}
+
+static int
+lsn_cmp(const ListCell *a, const ListCell *b)
+{
+	XLogRecPtr	x = *(XLogRecPtr *) lfirst(a);
+	XLogRecPtr	y = *(XLogRecPtr *) lfirst(b);
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The WAL ends of this database's batch files in (after, upto], sorted */
+static List *
+decoded_files(XLogRecPtr after, XLogRecPtr upto)
+{
+	DIR		   *dir = AllocateDir(DECODED_DIR);
+	struct dirent *de;
+	List	   *ends = NIL;
+	char		prefix[64];
+	size_t		plen;
+
+	snprintf(prefix, sizeof(prefix), "%ses_%u_", PG_TEMP_FILE_PREFIX, MyDatabaseId);
+	plen = strlen(prefix);
+	/* no directory yet: no file */
+	while (dir != NULL && (de = ReadDirExtended(dir, DECODED_DIR, LOG)) != NULL)
+	{
+		char	   *endp;
+		unsigned long long v;
+
+		if (strncmp(de->d_name, prefix, plen) != 0 || strlen(de->d_name) != plen + 16)
+			continue;
+		v = strtoull(de->d_name + plen, &endp, 16);
+		if (*endp != '\0' || (XLogRecPtr) v <= after || (XLogRecPtr) v > upto)
+			continue;
+		ends = lappend(ends, memcpy(palloc(sizeof(XLogRecPtr)), &v, sizeof(XLogRecPtr)));
+	}
+	if (dir != NULL)
+		FreeDir(dir);
+	list_sort(ends, lsn_cmp);
+	return ends;
+}
+
+/* Remove this database's batch files up to "upto" */
+void
+decoded_trim(XLogRecPtr upto)
+{
+	List	   *ends = decoded_files(InvalidXLogRecPtr, upto);
+	ListCell   *lc;
+	char		path[MAXPGPATH];
+
+	foreach(lc, ends)
+	{
+		decoded_file_name(path, *(XLogRecPtr *) lfirst(lc), "");
+		if (unlink(path) < 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("es projector: could not remove file \"%s\": %m", path)));
+	}
+	list_free_deep(ends);
+}
+
+/* The WAL end of the last logged commit (1: none), from the files */
+static XLogRecPtr
+decoded_last(void)
+{
+	List	   *ends = decoded_files(InvalidXLogRecPtr, PG_UINT64_MAX);
+	XLogRecPtr	last = ends != NIL ? *(XLogRecPtr *) llast(ends) : 1;
+
+	list_free_deep(ends);
+	return last;
+}
+
+static void
+write_or_fail(int fd, const char *path, const void *data, size_t len)
+{
+	errno = 0;
+	if (len > 0 && write(fd, data, len) != (ssize_t) len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projector: could not write file \"%s\": %m", path)));
+	}
+}
+
+/*
+ * Log the decoded transactions of the batch that are not logged yet (a
+ * projector that restarted decodes again from its slot) in one file.
+ * After their transactions have left the ProcArray: a worker that reads
+ * the file sees their events.  Returns the WAL end of the last logged
+ * commit.
+ */
+XLogRecPtr
+decoded_save(void)
+{
+	int			n = list_length(decoded_xacts);
+	XLogRecPtr *ends = palloc(sizeof(XLogRecPtr) * Max(n, 1));
+	uint64	   *fxids = palloc(sizeof(uint64) * Max(n, 1));
+	int32	   *counts = palloc(sizeof(int32) * Max(n, 1));
+	DecodedFileHeader hdr = {DECODED_MAGIC, 0, 0};
+	char		tmp[MAXPGPATH];
+	char		path[MAXPGPATH];
+	ListCell   *lc;
+	int			fd;
+
+	if (XLogRecPtrIsInvalid(logged_upto))
+		logged_upto = decoded_last();
+	foreach(lc, decoded_xacts)
+	{
+		DecodedXact *x = lfirst(lc);
+
+		if (x->end_lsn <= logged_upto)
+			continue;
+		ends[hdr.nxacts] = x->end_lsn;
+		fxids[hdr.nxacts] = U64FromFullTransactionId(x->fxid);
+		counts[hdr.nxacts++] = x->npositions;
+		hdr.npositions += x->npositions;
+	}
+	if (hdr.nxacts == 0)
+		return logged_upto;
+
+	if (MakePGDirectory(DECODED_DIR) < 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projector: could not create directory \"%s\": %m", DECODED_DIR)));
+	decoded_file_name(tmp, ends[hdr.nxacts - 1], ".new");
+	decoded_file_name(path, ends[hdr.nxacts - 1], "");
+	fd = OpenTransientFile(tmp, O_CREAT | O_WRONLY | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projector: could not create file \"%s\": %m", tmp)));
+	write_or_fail(fd, tmp, &hdr, sizeof(hdr));
+	write_or_fail(fd, tmp, ends, sizeof(XLogRecPtr) * hdr.nxacts);
+	write_or_fail(fd, tmp, fxids, sizeof(uint64) * hdr.nxacts);
+	write_or_fail(fd, tmp, counts, sizeof(int32) * hdr.nxacts);
+	foreach(lc, decoded_xacts)
+	{
+		DecodedXact *x = lfirst(lc);
+
+		if (x->end_lsn > logged_upto)
+			write_or_fail(fd, tmp, x->positions, sizeof(int64) * x->npositions);
+	}
+	if (CloseTransientFile(fd) != 0 || rename(tmp, path) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projector: could not write file \"%s\": %m", path)));
+	logged_upto = ends[hdr.nxacts - 1];
+	return logged_upto;
+}
+
+static void
+read_or_fail(int fd, const char *path, void *data, size_t len)
+{
+	ssize_t		r = len > 0 ? read(fd, data, len) : 0;
+
+	if (r < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projection worker: could not read file \"%s\": %m", path)));
+	if (r != (ssize_t) len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("es projection worker: file \"%s\" is too short", path)));
+}
+
+/* Append the transactions of one batch file to decoded_xacts */
+static void
+decoded_read_file(XLogRecPtr end)
+{
+	char		path[MAXPGPATH];
+	DecodedFileHeader hdr;
+	XLogRecPtr *ends;
+	uint64	   *fxids;
+	int32	   *counts;
+	int			fd;
+	int			i;
+
+	decoded_file_name(path, end, "");
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("es projection worker: could not open file \"%s\": %m", path)));
+	read_or_fail(fd, path, &hdr, sizeof(hdr));
+	if (hdr.magic != DECODED_MAGIC || hdr.nxacts <= 0 || hdr.npositions < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("es projection worker: file \"%s\" is not a batch of decoded transactions", path)));
+	ends = palloc(sizeof(XLogRecPtr) * hdr.nxacts);
+	fxids = palloc(sizeof(uint64) * hdr.nxacts);
+	counts = palloc(sizeof(int32) * hdr.nxacts);
+	read_or_fail(fd, path, ends, sizeof(XLogRecPtr) * hdr.nxacts);
+	read_or_fail(fd, path, fxids, sizeof(uint64) * hdr.nxacts);
+	read_or_fail(fd, path, counts, sizeof(int32) * hdr.nxacts);
+	for (i = 0; i < hdr.nxacts; i++)
+	{
+		DecodedXact *x = palloc0(sizeof(DecodedXact));
+
+		x->end_lsn = ends[i];
+		x->fxid = FullTransactionIdFromU64(fxids[i]);
+		x->npositions = x->maxpositions = counts[i];
+		x->positions = palloc(sizeof(int64) * Max(x->npositions, 1));
+		read_or_fail(fd, path, x->positions, sizeof(int64) * x->npositions);
+		decoded_xacts = lappend(decoded_xacts, x);
+		decoded_events += x->npositions;
+	}
+	CloseTransientFile(fd);
+}
+
+/*
+ * A projection worker: load, as decoded_xacts, the logged transactions of
+ * the batches that end after "after", up to "upto", in commit order, in
+ * the current memory context.  Returns how far that goes: "upto", or the
+ * end of the last batch read when there is more.
+ */
+XLogRecPtr
+decoded_load(XLogRecPtr after, XLogRecPtr upto)
+{
+	List	   *ends = decoded_files(after, upto);
+	ListCell   *lc;
+
+	decoded_xacts = NIL;
+	decoded_events = 0;
+	foreach(lc, ends)
+	{
+		XLogRecPtr	end = *(XLogRecPtr *) lfirst(lc);
+
+		decoded_read_file(end);
+		if (decoded_events >= DECODE_MAX_EVENTS && lnext(ends, lc) != NULL)
+			return end;
+	}
+	return upto;
+}
+
+/*
+ * The projector starts in a fresh server (shared memory initialized): the
+ * files of its database, if any, are from before; remove them.
+ */
+void
+decoded_remove_all(void)
+{
+	decoded_trim(PG_UINT64_MAX);
+	logged_upto = InvalidXLogRecPtr;
 }

@@ -230,8 +230,8 @@ projector_note_append(void)
 }
 
 /*
- * DROP DATABASE: our projector is connected to it; stop it (and keep the
- * launcher from restarting it) before PostgreSQL checks for other users.
+ * DROP DATABASE: our projector and its workers are connected to it; stop
+ * them (and keep the launcher from restarting the projector) before PostgreSQL checks for other users.
  * DROP EXTENSION es: wake the projector, which then drops its slot and
  * exits.
  */
@@ -254,7 +254,9 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 		for (tries = 0; OidIsValid(dboid) && tries < 1000; tries++)
 		{
-			pid_t		pid = 0;
+			pid_t		pids[MAX_PROJECTION_WORKERS + 1];
+			int			n = 0;
+			int			i;
 			ProjectorDb *db;
 
 			SpinLockAcquire(&projector->mutex);
@@ -263,13 +265,18 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 			{
 				db->dropping = true;
 				db->start_requested = false;
-				pid = db->pid;
+				if (db->pid != 0)
+					pids[n++] = db->pid;
+				for (i = 0; i < MAX_PROJECTION_WORKERS; i++)
+					if (db->workers[i].pid != 0)
+						pids[n++] = db->workers[i].pid;
 			}
 			SpinLockRelease(&projector->mutex);
-			if (pid == 0)
+			if (n == 0)
 				break;
-			if (tries == 0)
-				kill(pid, SIGTERM);
+			/* the projector, and its workers (again now and then: one may be starting) */
+			for (i = 0; i < n && tries % 100 == 0; i++)
+				kill(pids[i], SIGTERM);
 			pg_usleep(10000L);
 			CHECK_FOR_INTERRUPTS();
 		}

@@ -7,39 +7,45 @@
  * only shared_preload_libraries = 'es' is needed) starts one projector per
  * database (worker.c).  The projector owns the logical slot
  * es_projector_<oid> (slot.c), decodes es.events inserts through
- * PostgreSQL's own pgoutput, the publication es_events (decode.c), and
- * applies each committed transaction, in commit order, to the live async
- * projections (apply.c), in one local transaction per batch that also
- * advances every projection's checkpoint, applied_lsn (checkpoint.c).
- * Only then is the slot confirmed, up to the oldest checkpoint, so a crash
- * at any point replays exactly what was not applied.
+ * PostgreSQL's own pgoutput, the publication es_events, and logs each
+ * decoded batch of committed transactions, in commit order, for its
+ * projection workers (decode.c); it runs no handler.  Its workers
+ * (applier.c, es.max_projection_workers of them) each take, in turn, a
+ * projection that has work and that no other worker holds (its row,
+ * locked SKIP LOCKED), and apply one unit of it (apply.c) in a
+ * transaction that also advances its checkpoint, applied_lsn
+ * (checkpoint.c).  The projector confirms its slot, and removes logged
+ * batches, only up to the oldest live checkpoint, so after a crash (which
+ * empties the log) decoding again from the slot gives back exactly what
+ * was not applied.  A slow or stuck handler holds one worker and its own
+ * projection; the other workers go on with the others.
  *
  * A projection that joins late (created, rebuilt) first reads the table in
  * position order below the gap-safe horizon, caught_up_to being exact
- * (catchup.c), then switches to the decoded stream: with the decoding
- * drained at L0 it takes a snapshot S, applies what S shows above
+ * (catchup.c), then switches to the decoded stream: with L0 what the
+ * projector has logged (announced until the switch commits, see
+ * switch_begin) it takes a snapshot S, applies what S shows above
  * caught_up_to, and stores S and applied_lsn = L0.  A decoded transaction
  * after L0 is applied only if S does not show it; once the decoding passes
  * the WAL insert position read just after S was taken, S is forgotten.
- * Before any snapshot is taken the projector waits until the transactions
- * it decoded have left the ProcArray, so every transaction that ends at or
- * before L0 is in S.
+ * The projector logs a transaction only once it has left the ProcArray,
+ * so every transaction that ends at or before L0 is in S.
  *
- * The projector connects as the bootstrap superuser: it pins who it is and
- * its settings whatever the database's settings say, names every object
- * its statements use with its schema, uses the publication and the slot
- * only once verified to be es's own, keeps the decoded rows of es.events
- * only, and runs user code (handlers, upcasters, the truncation of a
- * projection's tables) as the code's or the table's owner, never as
- * itself.
+ * The projector and its workers connect as the bootstrap superuser: they
+ * pin who they are and their settings whatever the database's settings
+ * say, and name every object their statements use with its schema; the
+ * projector uses the publication and the slot only once verified to be
+ * es's own and keeps the decoded rows of es.events only; both run
+ * user code (handlers, upcasters, the truncation of a projection's
+ * tables) as the code's or the table's owner, never as themselves.
  *
  * A paused or failed projection keeps its checkpoint, which holds the
- * slot (and WAL) back; the projector says so in the log.  When it becomes
- * active again, decoding restarts from the slot, and the projections that
- * are further on skip what they have already applied.
+ * slot (and WAL) and the log back; the projector says so in the log.  When
+ * it becomes active again, a worker applies what was logged after it.
  *
  * Backends only touch the shared state (launcher.c): their commits wake
- * the projector and es.wait_for_projection's waiters.
+ * the projector, which wakes its workers, and es.wait_for_projection's
+ * waiters.
  *
  * Copyright (c) 2026, es developers
  *
@@ -51,6 +57,7 @@
 #include "access/xlogdefs.h"
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 #include "replication/logical.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -66,6 +73,15 @@
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
 
+/* A projection worker of a database, in shared memory */
+typedef struct ProjectionWorkerSlot
+{
+	pid_t		pid;			/* 0: none */
+	Latch	   *latch;
+	TimestampTz restart_at;		/* after an error exit: not before */
+	XLogRecPtr	switching_at;	/* L0 of a switch to live in flight */
+} ProjectionWorkerSlot;
+
 /* Shared state: one entry per database that has (had) a projector */
 typedef struct ProjectorDb
 {
@@ -76,6 +92,11 @@ typedef struct ProjectorDb
 	bool		dropping;		/* DROP DATABASE: do not restart */
 	TimestampTz restart_at;		/* after an error exit: not before */
 	XLogRecPtr	last_append_end;	/* WAL end of the latest append's commit */
+	XLogRecPtr	decoded_upto;	/* decoded, and logged for the workers */
+	XLogRecPtr	logged_upto;	/* the WAL end of the last logged commit */
+	bool		log_ready;		/* the projector cleared the old files */
+	int			workers_wanted;	/* active async projections, at most the setting */
+	ProjectionWorkerSlot workers[MAX_PROJECTION_WORKERS];
 } ProjectorDb;
 
 typedef struct ProjectorShared
@@ -93,7 +114,7 @@ typedef struct ProjectorShared
 /* A committed transaction as decoded: the positions of its events */
 typedef struct DecodedXact
 {
-	TransactionId xid;
+	FullTransactionId fxid;
 	XLogRecPtr	end_lsn;
 	int			npositions;
 	int			maxpositions;
@@ -151,7 +172,6 @@ typedef struct KeptPlan
 typedef enum BatchResult
 {
 	BATCH_DONE,
-	BATCH_REWIND,				/* decode again from the slot */
 	BATCH_NOTHING				/* no async projection left */
 } BatchResult;
 
@@ -165,6 +185,7 @@ typedef enum AttachResult
 /* The background workers' entry points */
 PGDLLEXPORT void es_launcher_main(Datum arg);
 PGDLLEXPORT void es_projector_main(Datum arg);
+PGDLLEXPORT void es_projection_worker_main(Datum arg);
 
 /* launcher.c: the shared state, and what backends do with it */
 extern ProjectorShared *projector;
@@ -176,11 +197,16 @@ extern void projector_progress(void);
 /* worker.c: the projector's process */
 extern ProjectorDb *my_db;
 extern char slot_name[NAMEDATALEN];
-extern List *active_before;
-extern bool holding_any;
-extern XLogRecPtr active_floor;
 extern int	projector_xact_begin(const char *activity);
 extern void projector_xact_end(int guc_level);
+extern void projector_pin_settings(bool at_start, const char *application_name);
+extern void stats_flush_idle(void);
+extern void projector_wake_workers(void);
+
+/* applier.c: a projection worker's process */
+extern void projection_workers_start(BackgroundWorkerHandle **handles);
+extern XLogRecPtr switch_begin(void);
+extern void switch_end(void);
 
 /* decode.c */
 extern LogicalDecodingContext *decoding;
@@ -193,20 +219,24 @@ extern void decoding_start(void);
 extern void decoding_stop(void);
 extern void decoding_reset(void);
 extern XLogRecPtr decoding_read(void);
+extern XLogRecPtr decoded_save(void);
+extern void decoded_remove_all(void);
+extern void decoded_trim(XLogRecPtr upto);
+extern XLogRecPtr decoded_load(XLogRecPtr after, XLogRecPtr upto);
 
 /* apply.c */
 extern bool apply_unit(ApplyUnit *u);
 extern bool unit_cancelled(ApplyUnit *u);
 extern void park_event(AsyncProjection *ap, int64 position, ApplyUnit *u);
 extern void stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u);
-extern BatchResult run_batch(XLogRecPtr decode_end, List **catching);
+extern bool apply_live_unit(const char *name, XLogRecPtr upto);
 
 /* checkpoint.c */
 extern int	server_statement_timeout;
 extern int	server_lock_timeout;
 extern int	spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values,
 					const char *nulls, bool read_only);
-extern List *load_projections(const char *name);
+extern List *load_projections(const char *name, bool lock);
 extern bool is_live(AsyncProjection *ap);
 extern bool is_active(AsyncProjection *ap);
 extern void save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot);

@@ -536,6 +536,7 @@ projector_detach(void)
 	projector_xact_end(guc_level);
 
 	decoding_stop();
+	decoded_remove_all();
 	if (MyReplicationSlot != NULL)
 	{
 		ReplicationSlotRelease();

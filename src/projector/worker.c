@@ -20,18 +20,25 @@
 #include "storage/pmsignal.h"
 #include "storage/proc.h"
 
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
 #include "es.h"
 #include "projector/projector.h"
 
-List	   *active_before = NIL;	/* names active in the last batch */
 char		slot_name[NAMEDATALEN];
-static bool woken = true;		/* the latch was set: look at the catalog */
-static bool catching_pending = false;	/* a catch-up has more to read */
-bool		holding_any = false;	/* a paused or failed projection holds WAL */
-static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
-XLogRecPtr	active_floor = InvalidXLogRecPtr;	/* lowest running checkpoint */
-static TimestampTz last_batch_at = 0;
 ProjectorDb *my_db = NULL;
+static bool woken = true;		/* the latch was set: look at the catalog */
+static bool holding_any = false;	/* a paused or failed projection holds WAL */
+static List *holding_logged = NIL;	/* names said to hold WAL */
+static TimestampTz holding_logged_at = 0;
+static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
+static TimestampTz last_batch_at = 0;
+static TimestampTz slot_saved_at = 0;
+/* the projection workers this projector started, by slot */
+static BackgroundWorkerHandle *worker_handles[MAX_PROJECTION_WORKERS];
 
 /* ------------------------------------------------------------------------
  * The projector's transactions
@@ -84,7 +91,7 @@ projector_xact_end(int guc_level)
  * for a second or more (pgstat_report_stat(false) would not: it measures
  * from the last commit's timestamp).
  */
-static void
+void
 stats_flush_idle(void)
 {
 	if (stats_pending_since != 0 &&
@@ -93,6 +100,173 @@ stats_flush_idle(void)
 		(void) pgstat_report_stat(true);
 		stats_pending_since = 0;
 	}
+}
+
+/* ------------------------------------------------------------------------
+ * A decoded batch
+ * ------------------------------------------------------------------------
+ */
+
+/* Paused or failed live projections hold WAL back: say so, now and then */
+static void
+log_holding(List *aps)
+{
+	List	   *holding = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		again = TimestampDifferenceExceeds(holding_logged_at, now,
+												   HOLD_LOG_INTERVAL_MS);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	foreach(lc, aps)
+	{
+		AsyncProjection *ap = lfirst(lc);
+
+		if (!is_live(ap) || is_active(ap))
+			continue;
+		holding = lappend(holding, pstrdup(ap->p->name));
+		if (again || !name_in(holding_logged, ap->p->name))
+			ereport(WARNING,
+					(errmsg("es projector: %s projection \"%s\" holds back %llu bytes of WAL",
+							ap->p->paused ? "paused" : "failed", ap->p->name,
+							(unsigned long long) (GetXLogInsertRecPtr() - ap->applied_lsn)),
+					 errhint("Resume it with es.resume_projection('%s') or drop it.", ap->p->name)));
+	}
+	if (again)
+		holding_logged_at = now;
+	holding_any = holding != NIL;
+	list_free_deep(holding_logged);
+	holding_logged = holding;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Log the decoded batch (possibly empty) for the projection workers
+ * (decode.c), then confirm the slot up to the oldest checkpoint of a live
+ * projection (paused and failed ones included: they keep what they have
+ * not applied), and remove the logged batches every live projection has
+ * applied.  Neither goes past a switch to live in flight, nor past what
+ * was logged before the look at the checkpoints (see switch_begin).
+ */
+static BatchResult
+decoder_batch(XLogRecPtr decode_end)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "es projector batch",
+													ALLOCSET_DEFAULT_SIZES);
+	List	   *aps;
+	ListCell   *lc;
+	XLogRecPtr	confirm = decode_end;
+	XLogRecPtr	logged;
+	int			active = 0;
+	int			guc_level;
+	int			i;
+
+	/* before the snapshot: see switch_begin */
+	SpinLockAcquire(&projector->mutex);
+	confirm = Min(confirm, my_db->decoded_upto);
+	for (i = 0; i < MAX_PROJECTION_WORKERS; i++)
+		if (!XLogRecPtrIsInvalid(my_db->workers[i].switching_at))
+			confirm = Min(confirm, my_db->workers[i].switching_at);
+	SpinLockRelease(&projector->mutex);
+
+	guc_level = projector_xact_begin("decoding");
+	MemoryContextSwitchTo(batch_cxt);
+
+	/* the workers' snapshots must see the transactions logged below */
+	foreach(lc, decoded_xacts)
+	{
+		DecodedXact *x = lfirst(lc);
+		TransactionId xid = XidFromFullTransactionId(x->fxid);
+
+		if (TransactionIdIsInProgress(xid))
+			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!extension_ready())
+	{
+		PopActiveSnapshot();
+		projector_xact_end(guc_level);
+		MemoryContextDelete(batch_cxt);
+		return BATCH_NOTHING;
+	}
+	logged = decoded_save();
+	aps = load_projections(NULL, false);
+	foreach(lc, aps)
+	{
+		AsyncProjection *ap = lfirst(lc);
+
+		if (is_active(ap))
+			active++;
+		if (!is_live(ap))
+			continue;
+		if (is_active(ap) && ap->applied_lsn < MyReplicationSlot->data.confirmed_flush)
+		{
+			/* cannot happen unless the slot was moved by hand */
+			ap->stopped = true;
+			ap->error_position = ap->last_position;
+			ap->error_message = pstrdup("the replication slot was advanced past this projection's checkpoint; rebuild it");
+			save_checkpoint(ap, false, false);
+			ereport(WARNING,
+					(errmsg("es projector: projection \"%s\" missed WAL that the slot no longer has",
+							ap->p->name),
+					 errhint("Rebuild it with es.rebuild_projection('%s').", ap->p->name)));
+			continue;
+		}
+		confirm = Min(confirm, ap->applied_lsn);
+	}
+	decoded_trim(confirm);
+	log_holding(aps);
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(batch_cxt);
+	if (aps == NIL)
+		return BATCH_NOTHING;
+
+	/* what the workers may read now */
+	SpinLockAcquire(&projector->mutex);
+	my_db->decoded_upto = decode_end;
+	my_db->logged_upto = logged;
+	/* no more workers than projections to apply */
+	my_db->workers_wanted = Min(active, es_max_projection_workers);
+	SpinLockRelease(&projector->mutex);
+	projector_wake_workers();
+
+	if (!XLogRecPtrIsInvalid(confirm) && confirm > MyReplicationSlot->data.confirmed_flush)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		LogicalConfirmReceivedLocation(confirm);
+		/*
+		 * PostgreSQL writes a slot's confirmed position to disk only now and
+		 * then: save it every few seconds, so that a restart after a crash
+		 * does not decode (and skip) much WAL again.
+		 */
+		if (TimestampDifferenceExceeds(slot_saved_at, now, 5000))
+		{
+			ReplicationSlotMarkDirty();
+			ReplicationSlotSave();
+			slot_saved_at = now;
+		}
+	}
+	return BATCH_DONE;
+}
+
+/* Set the latches of the database's projection workers */
+void
+projector_wake_workers(void)
+{
+	Latch	   *latches[MAX_PROJECTION_WORKERS];
+	int			n = 0;
+	int			i;
+
+	SpinLockAcquire(&projector->mutex);
+	for (i = 0; i < MAX_PROJECTION_WORKERS; i++)
+		if (my_db->workers[i].latch != NULL)
+			latches[n++] = my_db->workers[i].latch;
+	SpinLockRelease(&projector->mutex);
+	for (i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 /* ------------------------------------------------------------------------
@@ -170,8 +344,8 @@ projector_may_leave(void)
  * schema and convert no value through text that a style would change.
  * They apply to the handlers, as in every session of the database.
  */
-static void
-projector_pin_settings(bool at_start)
+void
+projector_pin_settings(bool at_start, const char *application_name)
 {
 	if (at_start)
 	{
@@ -184,7 +358,7 @@ projector_pin_settings(bool at_start)
 		/* a session's value (above the database's and roles'): a handler's
 		 * owner's lock_timeout and the function's own SET clause go on it */
 		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
-		SetConfigOption("application_name", "es projector", PGC_SUSET, PGC_S_OVERRIDE);
+		SetConfigOption("application_name", application_name, PGC_SUSET, PGC_S_OVERRIDE);
 	}
 
 	if (at_start ||
@@ -252,19 +426,23 @@ es_projector_main(Datum arg)
 	server_lock_timeout = LockTimeout;
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* whatever the database's (or the role's) settings say */
-	projector_pin_settings(true);
+	projector_pin_settings(true, "es projector");
+	/* a fresh server: what an earlier one logged for the workers is stale */
+	if (!my_db->log_ready)
+	{
+		decoded_remove_all();
+		SpinLockAcquire(&projector->mutex);
+		my_db->log_ready = true;
+		my_db->decoded_upto = my_db->logged_upto = InvalidXLogRecPtr;
+		SpinLockRelease(&projector->mutex);
+	}
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
 	decoding_init();
 
 	for (;;)
 	{
 		XLogRecPtr	decode_end;
-		List	   *catching = NIL;
-		BatchResult r;
-		bool		busy = false;
-		ListCell   *lc;
 		TimestampTz now;
-		XLogRecPtr	target;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!PostmasterIsAlive())
@@ -280,7 +458,7 @@ es_projector_main(Datum arg)
 			woken = true;
 		ResetLatch(MyLatch);
 		/* a handler cannot change them for good, but check */
-		projector_pin_settings(false);
+		projector_pin_settings(false, "es projector");
 
 		if (decoding == NULL)
 		{
@@ -310,25 +488,20 @@ es_projector_main(Datum arg)
 
 		decode_end = decoding_read();
 		now = GetCurrentTimestamp();
-		SpinLockAcquire(&projector->mutex);
-		target = my_db->last_append_end;
-		SpinLockRelease(&projector->mutex);
 
 		/*
-		 * A batch locks the projections' rows, which takes a transaction id
-		 * and writes WAL: only when there is something to do.  A wake-up
-		 * (an append's commit, a change by an administrator), decoded
-		 * events, a catch-up in progress, or much WAL without events (to
-		 * let the slot go), or a paused projection to report now and then.
+		 * A batch is a transaction: only when there is something to log, a
+		 * wake-up (an administrator's change, which the workers look at
+		 * too), much WAL without events (to let the slot go), or a paused
+		 * projection to report now and then.  Otherwise what was decoded
+		 * has no events: the workers may count it as read at once.
 		 */
-		if (decoded_xacts != NIL || woken || catching_pending ||
+		if (decoded_xacts != NIL || woken ||
 			decode_end - last_batch_end > RAISE_EVERY_BYTES ||
-			/* a waiter wants a checkpoint past the last append */
-			(!XLogRecPtrIsInvalid(active_floor) && active_floor < target &&
-			 decode_end >= target) ||
 			(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
 		{
-			r = run_batch(decode_end, &catching);
+			BatchResult r = decoder_batch(decode_end);
+
 			decoding_reset();
 			if (r == BATCH_NOTHING)
 			{
@@ -338,26 +511,29 @@ es_projector_main(Datum arg)
 				woken = true;
 				continue;
 			}
-			if (r == BATCH_REWIND)
-			{
-				decoding_stop();
-				decoding_start();
-				woken = true;
-				continue;
-			}
 			last_batch_end = decode_end;
 			last_batch_at = now;
-			processed_upto = decode_end;
-
-			foreach(lc, catching)
-				busy |= catchup_step(lfirst(lc));
-			list_free_deep(catching);
-			catching_pending = busy;
 		}
-		processed_upto = decode_end;
+		else
+		{
+			XLogRecPtr	before;
+			XLogRecPtr	target;
+
+			SpinLockAcquire(&projector->mutex);
+			before = my_db->decoded_upto;
+			target = my_db->last_append_end;
+			if (decode_end > before)
+				my_db->decoded_upto = decode_end;
+			SpinLockRelease(&projector->mutex);
+			/* somebody waits for a checkpoint past the last append */
+			if (decode_end > before && before < target)
+				projector_wake_workers();
+		}
+
+		projection_workers_start(worker_handles);
 
 		woken = false;
-		if (!busy && decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
+		if (decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
 		{
 			int			rc = WaitLatch(MyLatch,
 									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

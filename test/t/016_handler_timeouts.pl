@@ -9,7 +9,7 @@
 #   of another owner, in the same database, is not limited by it.
 # - lock_timeout likewise (ALTER ROLE ... SET): a handler waiting for a lock
 #   that a prepared transaction holds fails with 55P03.
-# - A timeout, or pg_cancel_backend() on the projector, fails that event
+# - A timeout, or pg_cancel_backend() on the projection worker, fails that event
 #   once: parked (on_error = 'park') or stopped at (on_error = 'stop'),
 #   without running the endless handler again; the projector goes on with
 #   the next events, in the same process.
@@ -25,7 +25,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use EsNode;
 
-my $node = es_node('handler_timeouts', "max_prepared_transactions = 5\n");
+my $node = es_node('handler_timeouts', "max_prepared_transactions = 5\nmax_worker_processes = 16\n");
 
 # The objects of one database: a read table, a counter of the hanging
 # handler's runs, a handler owned by $owner.
@@ -63,11 +63,14 @@ sub sql
 	return $node->safe_psql($db, "SET statement_timeout = 0;\n" . $text);
 }
 
-sub projector_pid
+# The processes of the database's projector and projection workers: a
+# timeout or a cancel must not end any of them.
+sub projector_pids
 {
 	my ($db) = @_;
 	return sql($db,
-		qq{SELECT pid FROM pg_stat_activity WHERE backend_type = 'es projector' AND datname = '$db'});
+		qq{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+		    WHERE backend_type IN ('es projector', 'es projection worker') AND datname = '$db'});
 }
 
 $node->safe_psql('postgres', q{
@@ -100,7 +103,7 @@ SELECT es.create_projection('other_owner', 'public.slow(es.event)');
 sql('role_timeout', q{SELECT es.append_event('s', 'Good', '{}')});
 is(sql('role_timeout', q{SELECT es.wait_for_projection('parker', NULL, '60 seconds')}),
 	't', 'role_timeout: the projector runs');
-my $pid = projector_pid('role_timeout');
+my $pids = projector_pids('role_timeout');
 
 sql('role_timeout', q{
 BEGIN;
@@ -120,7 +123,7 @@ is(sql('role_timeout', q{SELECT es.wait_for_projection('other_owner', NULL, '60 
 	't', 'a handler of another owner is not limited by that setting');
 is(sql('role_timeout', q{SELECT count(*) FROM public.applied WHERE projection = 'slow'}),
 	'3', 'its slow handler applied every event');
-is(projector_pid('role_timeout'), $pid, 'the same projector process goes on');
+is(projector_pids('role_timeout'), $pids, 'the same projector and worker processes go on');
 
 # ---------------------------------------------------------------------------
 # The database's statement_timeout; on_error = 'stop'
@@ -192,7 +195,7 @@ is(sql('db_timeout', q{SELECT sqlstate FROM es.projection_errors WHERE projectio
 sql('db_timeout', q{COMMIT PREPARED 'hold_locked'});
 
 # ---------------------------------------------------------------------------
-# pg_cancel_backend() on the projector, no timeout anywhere
+# pg_cancel_backend() on the projection worker, no timeout anywhere
 # ---------------------------------------------------------------------------
 setup_db('cancelled', 'free_owner');
 sql('cancelled', q{
@@ -201,11 +204,15 @@ SELECT es.append_event('c', 'Good', '{}');
 });
 is(sql('cancelled', q{SELECT es.wait_for_projection('parker', NULL, '60 seconds')}),
 	't', 'cancelled: the projector runs');
-$pid = projector_pid('cancelled');
+$pids = projector_pids('cancelled');
 sql('cancelled', q{SELECT es.append_event('c', 'Hang', '{}'); SELECT es.append_event('c', 'Good', '{}');});
+# the projection worker that runs the hanging handler
 ok(es_poll($node, 'cancelled',
-		qq{SELECT wait_event FROM pg_stat_activity WHERE pid = $pid}, 'PgSleep', 60),
+		q{SELECT count(*) FROM pg_stat_activity WHERE datname = 'cancelled'
+		    AND backend_type = 'es projection worker' AND wait_event = 'PgSleep'}, '1', 60),
 	'the handler hangs');
+my $pid = sql('cancelled', q{SELECT pid FROM pg_stat_activity WHERE datname = 'cancelled'
+    AND backend_type = 'es projection worker' AND wait_event = 'PgSleep'});
 is(sql('cancelled', q{SELECT es.wait_for_projection('parker', NULL, '1 second')}), 'f',
 	'es.wait_for_projection times out behind it');
 sql('cancelled', qq{SELECT pg_cancel_backend($pid)});
@@ -216,7 +223,7 @@ is(sql('cancelled', q{SELECT sqlstate, message, attempts FROM es.projection_erro
 	'the event is parked with the cancel as its error');
 is(sql('cancelled', q{SELECT last_value FROM public.hang_runs}), '1',
 	'the hanging handler ran once: one cancel failed its event');
-is(projector_pid('cancelled'), $pid, 'the same projector process goes on');
+is(projector_pids('cancelled'), $pids, 'the same projector and worker processes go on');
 
 $node->stop;
 done_testing();

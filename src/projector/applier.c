@@ -1,0 +1,324 @@
+/*-------------------------------------------------------------------------
+ *
+ * applier.c
+ *	  The projection workers of a database (es.max_projection_workers of
+ *	  them, started by its projector): each takes, in turn, an async
+ *	  projection that has work and that no other worker holds, applies one
+ *	  unit of it (what the projector logged since its checkpoint, or a step
+ *	  of its catch-up) in a transaction that holds the projection's row,
+ *	  and takes the next one.  A slow or stuck handler holds its own
+ *	  projection's row, and one worker; the other workers skip that row
+ *	  (SKIP LOCKED) and go on with the other projections.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+
+#include "es.h"
+#include "projector/projector.h"
+
+static int	my_index = -1;		/* my slot in my_db->workers */
+
+/* ------------------------------------------------------------------------
+ * Starting them (in the projector)
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Start the workers of the database that are not running (slots below
+ * es.max_projection_workers, and below the number of active async
+ * projections: workers_wanted), not before a crashed one's restart time.
+ * "handles" are the projector's, by slot: a worker registered but not yet
+ * in its slot is not started twice.
+ */
+void
+projection_workers_start(BackgroundWorkerHandle **handles)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			wanted;
+	int			i;
+
+	SpinLockAcquire(&projector->mutex);
+	wanted = Min(my_db->workers_wanted, es_max_projection_workers);
+	SpinLockRelease(&projector->mutex);
+	for (i = 0; i < wanted; i++)
+	{
+		BackgroundWorker worker;
+		pid_t		pid;
+		TimestampTz restart_at;
+
+		SpinLockAcquire(&projector->mutex);
+		pid = my_db->workers[i].pid;
+		restart_at = my_db->workers[i].restart_at;
+		SpinLockRelease(&projector->mutex);
+		if (pid != 0)
+			continue;
+		if (handles[i] != NULL)
+		{
+			pid_t		started;
+			BgwHandleStatus status = GetBackgroundWorkerPid(handles[i], &started);
+
+			if (status == BGWH_NOT_YET_STARTED || status == BGWH_STARTED)
+				continue;
+			pfree(handles[i]);
+			handles[i] = NULL;
+		}
+		if (restart_at > now)
+			continue;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projection_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "es projection worker %d for database %u",
+				 i + 1, MyDatabaseId);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "es projection worker");
+		worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+		memcpy(worker.bgw_extra, &i, sizeof(i));
+		worker.bgw_notify_pid = MyProcPid;
+		if (!RegisterDynamicBackgroundWorker(&worker, &handles[i]))
+		{
+			ereport(WARNING,
+					(errmsg("es projector: could not start projection worker %d of database \"%s\"; retrying in 5 seconds",
+							i + 1, get_database_name(MyDatabaseId)),
+					 errhint("Raise max_worker_processes, or lower es.max_projection_workers.")));
+			handles[i] = NULL;
+			SpinLockAcquire(&projector->mutex);
+			my_db->workers[i].restart_at = TimestampTzPlusMilliseconds(now, 5000);
+			SpinLockRelease(&projector->mutex);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * A worker
+ * ------------------------------------------------------------------------
+ */
+
+static void
+projection_worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&projector->mutex);
+	if (my_db != NULL && my_index >= 0 && my_db->workers[my_index].pid == MyProcPid)
+	{
+		my_db->workers[my_index].pid = 0;
+		my_db->workers[my_index].latch = NULL;
+		my_db->workers[my_index].switching_at = InvalidXLogRecPtr;
+		/* after an error: the projector starts it again, a little later */
+		my_db->workers[my_index].restart_at = code == 0 ? 0 :
+			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+	}
+	SpinLockRelease(&projector->mutex);
+}
+
+/*
+ * A projection that catches up switches to live at L0, what the projector
+ * has logged (catchup.c).  From then on it needs the decoded transactions
+ * after L0: the projector must not confirm its slot (nor remove logged
+ * batches) past L0, yet it may not see the switch's commit in the
+ * snapshot with which it looks at the live checkpoints.  So the switch
+ * announces its L0 here first, until it has committed (or its worker has
+ * exited), and the projector never goes past an announced L0, nor past
+ * what it had logged before it looked (decoder_batch): a switch that
+ * starts after that look has an L0 at least as far.
+ */
+XLogRecPtr
+switch_begin(void)
+{
+	XLogRecPtr	l0;
+
+	SpinLockAcquire(&projector->mutex);
+	l0 = my_db->decoded_upto;
+	my_db->workers[my_index].switching_at = l0;
+	SpinLockRelease(&projector->mutex);
+	return l0;
+}
+
+void
+switch_end(void)
+{
+	SpinLockAcquire(&projector->mutex);
+	my_db->workers[my_index].switching_at = InvalidXLogRecPtr;
+	SpinLockRelease(&projector->mutex);
+}
+
+/* Go on while the projector runs and this slot is wanted */
+static bool
+projection_worker_wanted(void)
+{
+	bool		wanted;
+
+	SpinLockAcquire(&projector->mutex);
+	wanted = my_db->pid != 0 && !my_db->dropping && my_index < my_db->workers_wanted;
+	SpinLockRelease(&projector->mutex);
+	return wanted && my_index < es_max_projection_workers;
+}
+
+/*
+ * The next projection with work that nobody holds, locked; the least
+ * recently applied first.  Live ones have work when their checkpoint is
+ * behind the last logged commit, or behind "target" (somebody waits), or
+ * far behind what was decoded (to let the slot go).
+ */
+static KeptPlan pick_plan = {
+	"SELECT p.name, p.phase OPERATOR(pg_catalog.=) 'live' AND p.applied_lsn IS NOT NULL"
+	"  FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND NOT p.paused AND p.failed_at IS NULL"
+	"   AND (p.phase OPERATOR(pg_catalog.<>) 'live' OR p.applied_lsn IS NULL"
+	"        OR (p.applied_lsn OPERATOR(pg_catalog.<) $1"
+	"            AND (p.applied_lsn OPERATOR(pg_catalog.<) $2"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $3"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $4)))"
+	" ORDER BY p.last_applied_at NULLS FIRST, p.name"
+	" LIMIT 1 FOR NO KEY UPDATE OF p SKIP LOCKED", NULL
+};
+
+/*
+ * One unit of one projection.  Returns true when there may be more work
+ * (a projection was found).
+ */
+static bool
+projection_worker_step(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "es projection worker unit",
+											  ALLOCSET_DEFAULT_SIZES);
+	XLogRecPtr	upto;
+	XLogRecPtr	logged;
+	XLogRecPtr	target;
+	char	   *name = NULL;
+	bool		live = false;
+	int			guc_level;
+
+	/* read before the snapshot: everything logged up to it is visible */
+	SpinLockAcquire(&projector->mutex);
+	upto = my_db->decoded_upto;
+	logged = my_db->logged_upto;
+	target = my_db->last_append_end;
+	SpinLockRelease(&projector->mutex);
+	/* nothing decoded yet since the server started: wait for the projector */
+	if (XLogRecPtrIsInvalid(upto))
+	{
+		MemoryContextDelete(cxt);
+		return false;
+	}
+
+	guc_level = projector_xact_begin("looking for work");
+	MemoryContextSwitchTo(cxt);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (extension_ready())
+	{
+		Oid			types[4] = {PG_LSNOID, PG_LSNOID, PG_LSNOID, PG_LSNOID};
+		Datum		values[4];
+		bool		isnull;
+
+		values[0] = LSNGetDatum(upto);
+		values[1] = LSNGetDatum(Min(target, upto));
+		values[2] = LSNGetDatum(upto > RAISE_EVERY_BYTES ? upto - RAISE_EVERY_BYTES : 0);
+		values[3] = LSNGetDatum(Min(logged, upto));
+		SPI_connect();
+		spi_run(&pick_plan, 4, types, values, NULL, false);
+		if (SPI_processed > 0)
+		{
+			name = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1));
+			live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull));
+		}
+		SPI_finish();
+	}
+	if (name != NULL && live)
+	{
+		pgstat_report_activity(STATE_RUNNING,
+							   psprintf("es: applying projection \"%s\"", name));
+		(void) apply_live_unit(name, upto);
+	}
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+	MemoryContextSwitchTo(TopMemoryContext);
+
+	/* a catch-up takes its own transactions (catchup.c) */
+	if (name != NULL && !live)
+	{
+		processed_upto = upto;
+		(void) catchup_step(name);
+	}
+	MemoryContextDelete(cxt);
+	return name != NULL;
+}
+
+void
+es_projection_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	memcpy(&my_index, MyBgworkerEntry->bgw_extra, sizeof(my_index));
+	SpinLockAcquire(&projector->mutex);
+	my_db = projector_db(dboid, false, InvalidXLogRecPtr);
+	if (my_db == NULL || my_db->dropping || my_index < 0 ||
+		my_index >= MAX_PROJECTION_WORKERS || my_db->workers[my_index].pid != 0)
+	{
+		my_db = NULL;
+		SpinLockRelease(&projector->mutex);
+		proc_exit(0);
+	}
+	my_db->workers[my_index].pid = MyProcPid;
+	my_db->workers[my_index].latch = MyLatch;
+	my_db->workers[my_index].restart_at = 0;
+	my_db->workers[my_index].switching_at = InvalidXLogRecPtr;
+	SpinLockRelease(&projector->mutex);
+	before_shmem_exit(projection_worker_exit, (Datum) 0);
+
+	/* the server's values, before the database's and the role's apply */
+	server_statement_timeout = StatementTimeout;
+	server_lock_timeout = LockTimeout;
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	projector_pin_settings(true, "es projection worker");
+
+	for (;;)
+	{
+		bool		more;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!projection_worker_wanted())
+			proc_exit(0);
+		stats_flush_idle();
+		ResetLatch(MyLatch);
+		/* a handler cannot change them for good, but check */
+		projector_pin_settings(false, "es projection worker");
+
+		more = projection_worker_step();
+		if (!more)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+	}
+}
