@@ -2,7 +2,7 @@
 
 EXTENSION = es
 MODULE_big = es
-OBJS = src/es.o src/horizon.o src/append.o src/read.o src/upcast.o src/fold.o \
+OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/read.o src/upcast.o src/fold.o \
 	src/lifecycle.o src/handler.o \
 	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
 	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \
