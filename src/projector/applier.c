@@ -85,15 +85,9 @@ projection_workers_start(BackgroundWorkerHandle **handles)
 		if (restart_at > now)
 			continue;
 
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projection_worker_main");
+		projector_bgworker_init(&worker, "es_projection_worker_main", "es projection worker");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "es projection worker %d for database %u",
 				 i + 1, MyDatabaseId);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "es projection worker");
 		worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 		memcpy(worker.bgw_extra, &i, sizeof(i));
 		worker.bgw_notify_pid = MyProcPid;

@@ -315,20 +315,33 @@ projector_process_utility(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 }
 
+/*
+ * The description of one of es's background workers: connected to a
+ * database (or to none, the launcher), started once recovery has finished,
+ * its entry point es's "function", its pg_stat_activity.backend_type
+ * "type"; the caller sets its name, argument and restart policy.
+ */
+void
+projector_bgworker_init(BackgroundWorker *worker, const char *function, const char *type)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "es");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", type);
+}
+
 /* Register the launcher (at server start, from _PG_init) */
 void
 launcher_register(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	projector_bgworker_init(&worker, "es_launcher_main", "es launcher");
 	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "es launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "es launcher");
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -530,14 +543,8 @@ launcher_start_worker(Oid dboid)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "es");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "es_projector_main");
+	projector_bgworker_init(&worker, "es_projector_main", "es projector");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "es projector for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "es projector");
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))

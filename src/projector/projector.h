@@ -193,6 +193,8 @@ extern ProjectorDb *projector_db(Oid dboid, bool create, XLogRecPtr init_lsn);
 extern void projector_full_warning(Oid dboid);
 extern Latch *request_start(ProjectorDb *db, TimestampTz not_before);
 extern void projector_progress(void);
+extern void projector_bgworker_init(BackgroundWorker *worker, const char *function,
+									const char *type);
 
 /* worker.c: the projector's process */
 extern ProjectorDb *my_db;

@@ -390,17 +390,15 @@ projector_pin_settings(bool at_start, const char *application_name)
 	}
 }
 
-void
-es_projector_main(Datum arg)
+/*
+ * Take the database's entry in shared memory, or exit: another projector
+ * has it, the database is being dropped, or there is no free entry.
+ */
+static void
+projector_claim(Oid dboid)
 {
-	Oid			dboid = DatumGetObjectId(arg);
-	XLogRecPtr	start_lsn;
+	XLogRecPtr	start_lsn = GetXLogInsertRecPtr();
 
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-
-	start_lsn = GetXLogInsertRecPtr();
 	SpinLockAcquire(&projector->mutex);
 	my_db = projector_db(dboid, true, start_lsn);
 	if (my_db == NULL || my_db->dropping || (my_db->pid != 0 && my_db->pid != MyProcPid))
@@ -420,6 +418,92 @@ es_projector_main(Datum arg)
 	my_db->last_append_end = Max(my_db->last_append_end, start_lsn);
 	SpinLockRelease(&projector->mutex);
 	before_shmem_exit(projector_exit, (Datum) 0);
+}
+
+/*
+ * Not attached: attach, unless a publication or slot of somebody else's
+ * is in the way (look again later) or there is nothing to project (leave,
+ * unless a wake-up came meanwhile).  Returns true once attached.
+ */
+static bool
+projector_try_attach(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	AttachResult ar;
+
+	if (attach_retry_at > now)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(TimestampDifferenceMilliseconds(now, attach_retry_at), 1),
+						 PG_WAIT_EXTENSION);
+		return false;
+	}
+	ar = projector_attach();
+	if (ar == ATTACH_NOTHING)
+	{
+		projector_detach();
+		if (projector_may_leave())
+			proc_exit(0);
+	}
+	return ar == ATTACH_OK;
+}
+
+/*
+ * Decode what was flushed, up to a batch, and hand it to the workers.  A
+ * batch is a transaction: only when there is something to log, a wake-up
+ * (an administrator's change, which the workers look at too), much WAL
+ * without events (to let the slot go), or a paused projection to report
+ * now and then.  Otherwise what was decoded has no events: the workers may
+ * count it as read at once.
+ */
+static void
+projector_step(void)
+{
+	XLogRecPtr	decode_end = decoding_read();
+	TimestampTz now = GetCurrentTimestamp();
+	XLogRecPtr	before;
+	XLogRecPtr	target;
+
+	if (decoded_xacts != NIL || woken ||
+		decode_end - last_batch_end > RAISE_EVERY_BYTES ||
+		(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
+	{
+		BatchResult r = decoder_batch(decode_end);
+
+		decoding_reset();
+		if (r == BATCH_NOTHING)
+		{
+			projector_detach();
+			if (projector_may_leave())
+				proc_exit(0);
+			woken = true;
+			return;
+		}
+		last_batch_end = decode_end;
+		last_batch_at = now;
+		return;
+	}
+
+	SpinLockAcquire(&projector->mutex);
+	before = my_db->decoded_upto;
+	target = my_db->last_append_end;
+	if (decode_end > before)
+		my_db->decoded_upto = decode_end;
+	SpinLockRelease(&projector->mutex);
+	/* somebody waits for a checkpoint past the last append */
+	if (decode_end > before && before < target)
+		projector_wake_workers();
+}
+
+void
+es_projector_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	projector_claim(dboid);
 
 	/* the server's values, before the database's and the role's apply */
 	server_statement_timeout = StatementTimeout;
@@ -441,9 +525,6 @@ es_projector_main(Datum arg)
 
 	for (;;)
 	{
-		XLogRecPtr	decode_end;
-		TimestampTz now;
-
 		CHECK_FOR_INTERRUPTS();
 		if (!PostmasterIsAlive())
 			proc_exit(1);
@@ -457,79 +538,14 @@ es_projector_main(Datum arg)
 		if (MyLatch->is_set)
 			woken = true;
 		ResetLatch(MyLatch);
-		/* a handler cannot change them for good, but check */
+		/* a database's settings cannot change them for good, but check */
 		projector_pin_settings(false, "es projector");
 
+		if (decoding == NULL && !projector_try_attach())
+			continue;
+		projector_step();
 		if (decoding == NULL)
-		{
-			AttachResult ar;
-
-			/* waiting for a publication or slot of somebody else's to go */
-			now = GetCurrentTimestamp();
-			if (attach_retry_at > now)
-			{
-				(void) WaitLatch(MyLatch,
-								 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 Max(TimestampDifferenceMilliseconds(now, attach_retry_at), 1),
-								 PG_WAIT_EXTENSION);
-				continue;
-			}
-			ar = projector_attach();
-			if (ar == ATTACH_WAIT)
-				continue;
-			if (ar == ATTACH_NOTHING)
-			{
-				projector_detach();
-				if (projector_may_leave())
-					proc_exit(0);
-				continue;
-			}
-		}
-
-		decode_end = decoding_read();
-		now = GetCurrentTimestamp();
-
-		/*
-		 * A batch is a transaction: only when there is something to log, a
-		 * wake-up (an administrator's change, which the workers look at
-		 * too), much WAL without events (to let the slot go), or a paused
-		 * projection to report now and then.  Otherwise what was decoded
-		 * has no events: the workers may count it as read at once.
-		 */
-		if (decoded_xacts != NIL || woken ||
-			decode_end - last_batch_end > RAISE_EVERY_BYTES ||
-			(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
-		{
-			BatchResult r = decoder_batch(decode_end);
-
-			decoding_reset();
-			if (r == BATCH_NOTHING)
-			{
-				projector_detach();
-				if (projector_may_leave())
-					proc_exit(0);
-				woken = true;
-				continue;
-			}
-			last_batch_end = decode_end;
-			last_batch_at = now;
-		}
-		else
-		{
-			XLogRecPtr	before;
-			XLogRecPtr	target;
-
-			SpinLockAcquire(&projector->mutex);
-			before = my_db->decoded_upto;
-			target = my_db->last_append_end;
-			if (decode_end > before)
-				my_db->decoded_upto = decode_end;
-			SpinLockRelease(&projector->mutex);
-			/* somebody waits for a checkpoint past the last append */
-			if (decode_end > before && before < target)
-				projector_wake_workers();
-		}
-
+			continue;			/* detached, and stays */
 		projection_workers_start(worker_handles);
 
 		woken = false;
