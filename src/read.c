@@ -515,6 +515,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	MemoryContext per_event = NULL;
 	int64		emitted = 0;
 	bool		upcasting = upcast_any();
+	EsUserCodeBatch batch;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	es_check_row_type(rsinfo->setDesc, ES_ROW_EVENT);
@@ -522,7 +523,9 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		return;
 	if (upcasting)
 		per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
-										  ALLOCSET_SMALL_SIZES);
+										  ALLOCSET_DEFAULT_SIZES);
+	/* only es's C code runs between the upcaster calls of this loop */
+	es_usercode_batch_begin(&batch);
 
 	rel = table_open(relid, AccessShareLock);
 	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
@@ -557,7 +560,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		{
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
-			(void) upcast_values(values, nulls);
+			(void) upcast_values_batched(values, nulls, &batch);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
@@ -568,6 +571,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 			break;
 	}
 
+	es_usercode_batch_end(&batch);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);

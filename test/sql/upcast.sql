@@ -157,6 +157,44 @@ SELECT es.register_upcaster('UpEdits', 2, rename_fields => '{"b": "c"}',
 SELECT es.append_event('up-edits', 'UpEdits', '{"a": 5, "z": null}');
 SELECT schema_version, data FROM es.read_stream('up-edits');
 
+-- an SQL upcaster made of built-in, non-volatile calls runs in one batch per
+-- read (no section of its own per event), and still as its owner, with the
+-- search_path of its registration, on every event; the reader's identity
+-- and search_path are its own again after the read, and a step after it
+-- that calls set_config runs in a section of its own, rolled back
+DROP ROLE IF EXISTS up_owner;
+CREATE ROLE up_owner;
+CREATE SCHEMA up_sp;
+GRANT USAGE ON SCHEMA up_sp TO up_owner;
+CREATE FUNCTION up_sp.up_env1(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who1', current_user, 'path1', current_setting('search_path'),
+                               'work_mem1', current_setting('work_mem'));
+CREATE FUNCTION up_sp.up_env3(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who3', current_user, 'path3', current_setting('search_path'),
+                               'work_mem3', current_setting('work_mem'));
+CREATE FUNCTION up_sp.up_set(d jsonb) RETURNS jsonb LANGUAGE sql VOLATILE
+RETURN d || jsonb_build_object('set', set_config('work_mem', '1234kB', false),
+                               'path2', current_setting('search_path'));
+ALTER FUNCTION up_sp.up_env1(jsonb) OWNER TO up_owner;
+ALTER FUNCTION up_sp.up_env3(jsonb) OWNER TO up_owner;
+SET search_path = up_sp, public;
+SELECT es.register_upcaster('UpEnv', 1, 'up_env1(jsonb)');
+SELECT es.register_upcaster('UpEnv', 2, 'up_set(jsonb)');
+SELECT es.register_upcaster('UpEnv', 3, 'up_env3(jsonb)');
+RESET search_path;
+SELECT es.append('up-env', ARRAY[es.new_event('UpEnv', '{"n": 1}'), es.new_event('UpEnv', '{"n": 2}'),
+                                 es.new_event('UpEnv', '{"n": 3}')]);
+SET work_mem = '4MB';
+SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('up-env');
+SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path,
+       current_setting('work_mem') AS work_mem;
+RESET work_mem;
+SELECT es.unregister_upcaster('UpEnv', 3);
+SELECT es.unregister_upcaster('UpEnv', 2);
+SELECT es.unregister_upcaster('UpEnv', 1);
+DROP SCHEMA up_sp CASCADE;
+DROP ROLE up_owner;
+
 -- clean up the registry for the tests that follow
 SELECT es.unregister_upcaster(event_type, from_schema_version)
   FROM es.upcaster_steps WHERE event_type LIKE 'Up%';
