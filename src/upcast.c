@@ -764,25 +764,64 @@ upcast_pairs_set(UpcastPairs *p, const JsonbValue *key, const JsonbValue *val)
 	p->sorted = false;
 }
 
-/* Decode the top level of an object into the pairs (nested values stay binary) */
+/*
+ * Decode the top level of an object into the pairs (nested values stay
+ * binary), reading its entries directly: what JsonbIteratorNext gives with
+ * skipNested, without an iterator and an offset lookup per value.
+ */
 static void
 upcast_pairs_load(UpcastPairs *p, Jsonb *data)
 {
-	JsonbIterator *it = JsonbIteratorInit(&data->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	int			n = JB_ROOT_COUNT(data);
+	const JEntry *children = data->root.children;
+	const char *base = (const char *) &children[2 * n];
+	uint32		offset = 0;
+	int			i;
 
-	p->n = 0;
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
+		elog(ERROR, "es: event data to upcast is not a JSON object");
+	if (p->cap < n)
 	{
-		if (tok == WJB_KEY)
-		{
-			upcast_pairs_reserve(p);
-			p->keys[p->n] = v;
-		}
-		else if (tok == WJB_VALUE)
-			p->vals[p->n++] = v;
+		p->cap = Max(n + 8, 8);
+		p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
+			: palloc(sizeof(JsonbValue) * p->cap);
+		p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
+			: palloc(sizeof(JsonbValue) * p->cap);
 	}
+	for (i = 0; i < 2 * n; i++)
+	{
+		JEntry		e = children[i];
+		uint32		len = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) - offset : JBE_OFFLENFLD(e);
+		JsonbValue *v = i < n ? &p->keys[i] : &p->vals[i - n];
+
+		if (JBE_ISSTRING(e))
+		{
+			v->type = jbvString;
+			v->val.string.val = (char *) base + offset;
+			v->val.string.len = len;
+		}
+		else if (JBE_ISNUMERIC(e))
+		{
+			v->type = jbvNumeric;
+			v->val.numeric = (Numeric) (base + INTALIGN(offset));
+		}
+		else if (JBE_ISBOOL_TRUE(e) || JBE_ISBOOL_FALSE(e))
+		{
+			v->type = jbvBool;
+			v->val.boolean = JBE_ISBOOL_TRUE(e) != 0;
+		}
+		else if (JBE_ISNULL(e))
+			v->type = jbvNull;
+		else
+		{
+			Assert(JBE_ISCONTAINER(e));
+			v->type = jbvBinary;
+			v->val.binary.data = (JsonbContainer *) (base + INTALIGN(offset));
+			v->val.binary.len = len - (INTALIGN(offset) - offset);
+		}
+		offset += len;
+	}
+	p->n = n;
 	p->sorted = true;
 }
 
@@ -819,9 +858,10 @@ upcast_pairs_sort(UpcastPairs *p)
 	p->sorted = true;
 }
 
-/* Build the object the pairs describe */
+#ifdef ES_CHECK_JSONB_BUILD
+/* The object the pairs describe, built by jsonb_util.c (to check the below) */
 static Jsonb *
-upcast_pairs_build(UpcastPairs *p)
+upcast_pairs_build_slow(UpcastPairs *p)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -835,6 +875,118 @@ upcast_pairs_build(UpcastPairs *p)
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
+}
+#endif
+
+/*
+ * Build the object the pairs describe, written directly in jsonb's binary
+ * layout, byte for byte what JsonbValueToJsonb writes (jsonb_util.c's
+ * convertJsonbObject): the header, one JEntry per key then per value (an
+ * end offset every JB_OFFSET_STRIDE entries, else a length), the keys, then
+ * the values, numerics and containers aligned to 4 bytes (the padding
+ * counted in their length).  A nested object or array (jbvBinary) is copied
+ * as it is stored, not decoded and encoded again.
+ */
+static Jsonb *
+upcast_pairs_build(UpcastPairs *p)
+{
+	int			n = p->n;
+	Size		size;
+	char	   *buf;
+	uint32		header;
+	JEntry	   *entries;
+	uint32		totallen = 0;
+	Size		pos;
+	int			i;
+
+	if (!p->sorted)
+		upcast_pairs_sort(p);
+
+	/* at most: the varlena and container headers, entries, data, padding */
+	size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n;
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *v = &p->vals[i];
+
+		size += p->keys[i].val.string.len + sizeof(int32);
+		if (v->type == jbvString)
+			size += v->val.string.len;
+		else if (v->type == jbvNumeric)
+			size += VARSIZE_ANY(v->val.numeric);
+		else if (v->type == jbvBinary)
+			size += v->val.binary.len;
+	}
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum size of a jsonb value")));
+	buf = palloc(size);
+	header = (uint32) n | JB_FOBJECT;
+	memcpy(buf + VARHDRSZ, &header, sizeof(uint32));
+	entries = (JEntry *) (buf + VARHDRSZ + sizeof(uint32));
+	pos = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n;
+
+	for (i = 0; i < 2 * n; i++)
+	{
+		JsonbValue *v = i < n ? &p->keys[i] : &p->vals[i - n];
+		JEntry		meta;
+		Size		start = pos;
+		Size		len;
+
+		switch (v->type)
+		{
+			case jbvNull:
+				meta = JENTRY_ISNULL;
+				break;
+			case jbvBool:
+				meta = v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+				break;
+			case jbvString:
+				memcpy(buf + pos, v->val.string.val, v->val.string.len);
+				pos += v->val.string.len;
+				meta = JENTRY_ISSTRING;
+				break;
+			case jbvNumeric:
+				while (pos != INTALIGN(pos))
+					buf[pos++] = 0;
+				memcpy(buf + pos, v->val.numeric, VARSIZE_ANY(v->val.numeric));
+				pos += VARSIZE_ANY(v->val.numeric);
+				meta = JENTRY_ISNUMERIC;
+				break;
+			case jbvBinary:
+				while (pos != INTALIGN(pos))
+					buf[pos++] = 0;
+				memcpy(buf + pos, v->val.binary.data, v->val.binary.len);
+				pos += v->val.binary.len;
+				meta = JENTRY_ISCONTAINER;
+				break;
+			default:
+				elog(ERROR, "es: unexpected jsonb value type %d", (int) v->type);
+				meta = 0;		/* keep compiler quiet */
+		}
+		len = pos - start;
+		totallen += len;
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+							JENTRY_OFFLENMASK)));
+		if ((i % JB_OFFSET_STRIDE) == 0)
+			meta |= totallen | JENTRY_HAS_OFF;
+		else
+			meta |= len;
+		entries[i] = meta;
+	}
+	SET_VARSIZE(buf, pos);
+#ifdef ES_CHECK_JSONB_BUILD
+	{
+		Jsonb	   *slow = upcast_pairs_build_slow(p);
+
+		if (VARSIZE(slow) != pos || memcmp(slow, buf, pos) != 0)
+			elog(ERROR, "es: upcast_pairs_build differs from JsonbValueToJsonb");
+	}
+#endif
+	return (Jsonb *) buf;
 }
 
 /*

@@ -157,6 +157,32 @@ SELECT es.register_upcaster('UpEdits', 2, rename_fields => '{"b": "c"}',
 SELECT es.append_event('up-edits', 'UpEdits', '{"a": 5, "z": null}');
 SELECT schema_version, data FROM es.read_stream('up-edits');
 
+-- declarative edits write the object directly in jsonb's layout: objects
+-- of up to 80 keys (past the 32-entry offset stride), with strings,
+-- numerics, booleans, nulls, nested objects and arrays, come out equal, and
+-- printed alike, to the same edits written in SQL
+SELECT es.register_upcaster('UpWide', 1, rename_fields => '{"k1": "renamed_key_1", "k7": "a"}',
+                            add_fields => '{"zz": {"n": [1, 2.5, null, true]}, "num": 3.14159, "b": false, "nul": null}');
+SELECT es.register_upcaster('UpWide', 2, remove_fields => ARRAY['k3'],
+                            add_fields => '{"big": 12345678901234567890}');
+SELECT es.append('up-wide', ARRAY(
+    SELECT es.new_event('UpWide', (SELECT jsonb_object_agg('k' || j, CASE j % 6
+               WHEN 0 THEN to_jsonb(i * j) WHEN 1 THEN to_jsonb(repeat('x', i % 7))
+               WHEN 2 THEN jsonb_build_object('o', i, 'arr', jsonb_build_array(i, 'a', 1.5))
+               WHEN 3 THEN 'null'::jsonb WHEN 4 THEN to_jsonb(i % 2 = 0)
+               ELSE to_jsonb(i::numeric / 7) END)
+             FROM generate_series(1, 1 + i % 80) j))
+      FROM generate_series(1, 200) i));
+SELECT count(*) FILTER (WHERE r.data = x AND r.data::text = x::text) AS same, count(*) AS total
+  FROM es.read_stream('up-wide') r JOIN es.events e USING (global_position),
+       LATERAL (SELECT jsonb_build_object('big', 12345678901234567890)
+                       || (('{"zz": {"n": [1, 2.5, null, true]}, "num": 3.14159, "b": false, "nul": null}'::jsonb
+                            || (e.data - 'k1' - 'k7'
+                                || jsonb_strip_nulls(jsonb_build_object('renamed_key_1', e.data -> 'k1',
+                                                                        'a', e.data -> 'k7')))) - 'k3') AS x) l;
+SELECT es.unregister_upcaster('UpWide', 2);
+SELECT es.unregister_upcaster('UpWide', 1);
+
 -- an SQL upcaster made of built-in, non-volatile calls runs in one batch per
 -- read (no section of its own per event), and still as its owner, with the
 -- search_path of its registration, on every event; the reader's identity
