@@ -500,8 +500,10 @@ upcast_foreign_func(Oid funcoid, void *context)
 	if (!HeapTupleIsValid(tup))
 		return true;
 	proc = (Form_pg_proc) GETSTRUCT(tup);
+	/* table_to_xml and its kin run queries on tables, and so user code */
 	foreign = proc->provolatile == PROVOLATILE_VOLATILE || proc->prosecdef ||
-		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL);
+		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL) ||
+		strstr(NameStr(proc->proname), "_to_xml") != NULL;
 	ReleaseSysCache(tup);
 	return foreign;
 }
@@ -537,6 +539,12 @@ upcast_inert_walker(Node *node, void *context)
 		default:
 			return true;
 	}
+	/*
+	 * Values of built-in types only: the input function of a composite or
+	 * array type runs the checks of its elements' domains, user code
+	 */
+	if (!IsA(node, List) && !IsA(node, CaseWhen) && exprType(node) >= FirstGenbkiObjectId)
+		return true;
 	/* the functions it calls, and the input and output functions it uses */
 	if (check_functions_in_node(node, upcast_foreign_func, context))
 		return true;
@@ -547,9 +555,10 @@ upcast_inert_walker(Node *node, void *context)
  * True when an expression cannot change any setting, so that it can run in
  * a batch of user-code calls (es_usercode_begin_batched): made only of
  * plain expression nodes (no sub-query, no domain check, which could run
- * user code) calling only built-in functions that are not volatile (not
- * set_config), not SECURITY DEFINER and without SET clauses.  An SQL
- * upcaster made of one such expression is inlined into one.
+ * user code) of built-in types, calling only built-in functions that are
+ * not volatile (not set_config), not SECURITY DEFINER, without SET clauses
+ * and that run no query (table_to_xml and its kin).  An SQL upcaster made
+ * of one such expression is inlined into one.
  */
 static bool
 upcast_inert(Expr *expr)

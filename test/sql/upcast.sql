@@ -215,6 +215,26 @@ SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('u
 SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path,
        current_setting('work_mem') AS work_mem;
 RESET work_mem;
+-- user code hidden in a domain check (reached through a composite type's
+-- input) is not inert: the step runs in a section per event, and what the
+-- check SETs on one event is undone before the next
+CREATE FUNCTION up_sp.up_set_wm(v int) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM set_config('work_mem', '1234kB', false);
+    RETURN v > 0;
+END $$;
+CREATE DOMAIN up_sp.up_pos AS int CHECK (up_sp.up_set_wm(VALUE));
+CREATE TYPE up_sp.up_rec AS (n up_sp.up_pos);
+CREATE FUNCTION up_sp.up_dom(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN jsonb_build_object('before', current_setting('work_mem'))
+       || to_jsonb(jsonb_populate_record(NULL::up_sp.up_rec, d));
+ALTER FUNCTION up_sp.up_set_wm(int) OWNER TO up_owner;
+ALTER FUNCTION up_sp.up_dom(jsonb) OWNER TO up_owner;
+SELECT es.register_upcaster('UpDom', 1, 'up_sp.up_dom(jsonb)');
+SELECT es.append('up-dom', ARRAY[es.new_event('UpDom', '{"n": 1}'), es.new_event('UpDom', '{"n": 2}')]);
+SELECT stream_version, data FROM es.read_stream('up-dom');
+SELECT current_setting('work_mem') AS work_mem;
+SELECT es.unregister_upcaster('UpDom', 1);
 SELECT es.unregister_upcaster('UpEnv', 3);
 SELECT es.unregister_upcaster('UpEnv', 2);
 SELECT es.unregister_upcaster('UpEnv', 1);
