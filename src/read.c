@@ -240,7 +240,10 @@ read_type_wanted(HeapTuple tuple, TupleDesc desc, List *types)
  * next read.  The rows of a query that failed are not freed by it: they stay
  * until the context is reset, which happens when no result is in use and
  * the context has grown past READ_RESULT_KEEP, so that the memory kept,
- * free or not, stays about that size.
+ * free or not, stays about that size.  (From PostgreSQL 17 on, a tuplestore
+ * keeps its rows in a memory context of its own, a child of this one, that
+ * it deletes when it ends: then only its state is kept here, and the rows
+ * go to fresh memory each time as before.)
  */
 #define READ_RESULT_KEEP	(8 * 1024 * 1024)
 
