@@ -85,9 +85,9 @@ static int64 append_uuid_last_ns = 0;
 
 /*
  * A fresh event id: a UUID version 7 (RFC 9562), time-ordered, so that the
- * unique index on event ids takes each new one at its right edge rather
- * than on a random page (with millions of events stored, that page is
- * seldom in memory).  Bits: 48 of Unix time in ms, the version (7), 12 of
+ * unique index on (stream_id, event_id) takes each new one at the end of
+ * its stream's range rather than at a random place in it (for a long
+ * stream, a random page among many), and ids sort by time.  Bits: 48 of Unix time in ms, the version (7), 12 of
  * the fraction of the ms (RFC 9562 section 6.2, method 3), the variant,
  * 62 random bits from pg_strong_random.  Within a backend each id is
  * greater than the last, even if the clock goes back or stands still: the
