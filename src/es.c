@@ -360,6 +360,55 @@ es_usercode_end(EsUserCode *uc)
 }
 
 /*
+ * A batch of user-code calls that cannot change any setting: upcasters
+ * compiled into expressions that call only built-in, non-volatile functions
+ * without SET clauses (they can neither SET nor call set_config).  Such a
+ * call needs the same identity, restrictions and search_path as any user
+ * code, but no GUC nest level of its own: the batch opens one nest level and
+ * sets the search_path once (again only when a call needs another one), and
+ * es_usercode_batch_end rolls them back.  Between the calls only es's own C
+ * code runs (no statement, no name lookup), as the caller: each call
+ * switches the identity itself (es_usercode_begin_batched).  An error is
+ * cleaned up by the (sub)transaction's abort, as for es_usercode_begin.
+ */
+void
+es_usercode_batch_begin(EsUserCodeBatch *batch)
+{
+	batch->guc_level = 0;
+}
+
+/* Start one call of a batch: run as "userid" with "search_path" */
+void
+es_usercode_begin_batched(EsUserCodeBatch *batch, EsUserCode *uc, Oid userid,
+						  const char *search_path)
+{
+	if (batch->guc_level == 0)
+		batch->guc_level = NewGUCNestLevel();
+	/* only when it differs (a call of another step, or the first) */
+	es_set_search_path(search_path ? search_path : ES_SEARCH_PATH);
+	GetUserIdAndSecContext(&uc->save_userid, &uc->save_sec);
+	SetUserIdAndSecContext(userid, uc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	uc->guc_level = batch->guc_level;
+}
+
+/* One call of a batch returned: the caller's identity back */
+void
+es_usercode_end_batched(EsUserCode *uc)
+{
+	SetUserIdAndSecContext(uc->save_userid, uc->save_sec);
+}
+
+/* The batch is over: the search_path (and anything else) goes back */
+void
+es_usercode_batch_end(EsUserCodeBatch *batch)
+{
+	if (batch->guc_level > 0)
+		AtEOXact_GUC(false, batch->guc_level);
+	batch->guc_level = 0;
+}
+
+/*
  * es's own statements on one of its tables that the caller may not read or
  * write (the registries, the lifecycle rows, the log for es.scavenge): as
  * the table's owner, under the same restrictions as user code; end with

@@ -71,6 +71,12 @@ typedef struct EsUserCode
 	int			guc_level;
 } EsUserCode;
 
+/* A batch of user-code calls that change no setting (es_usercode_batch_begin) */
+typedef struct EsUserCodeBatch
+{
+	int			guc_level;		/* 0 until the first call */
+} EsUserCodeBatch;
+
 /* es.c: es's row types, whose shape the C code relies on */
 typedef enum EsRowType
 {
@@ -88,6 +94,11 @@ extern void es_usercode_begin_path(EsUserCode *uc, Oid userid,
 extern char *es_capture_search_path(void);
 extern void es_usercode_end(EsUserCode *uc);
 extern void es_as_owner_begin(EsUserCode *uc, Oid relid);
+extern void es_usercode_batch_begin(EsUserCodeBatch *batch);
+extern void es_usercode_begin_batched(EsUserCodeBatch *batch, EsUserCode *uc,
+									  Oid userid, const char *search_path);
+extern void es_usercode_end_batched(EsUserCode *uc);
+extern void es_usercode_batch_end(EsUserCodeBatch *batch);
 
 /* Attribute numbers of es.events */
 #define Anum_events_global_position	1
@@ -161,6 +172,8 @@ extern void upcast_end(void);
 extern bool upcast_any(void);
 extern HeapTuple upcast_tuple(HeapTuple tuple, TupleDesc desc);
 extern bool upcast_values(Datum *values, bool *nulls);
+extern bool upcast_values_batched(Datum *values, bool *nulls,
+								  EsUserCodeBatch *batch);
 extern List *upcast_source_types(List *wanted);
 
 /* handler.c: projections' handlers (inline trigger, replays, the projector's calls) */

@@ -231,6 +231,75 @@ read_type_wanted(HeapTuple tuple, TupleDesc desc, List *types)
 }
 
 /*
+ * The memory of the results of es's reads.  A set-returning function hands
+ * its rows over in a tuplestore that lives as long as the query; made in the
+ * query's memory, the rows of each read (a few MB for 10k events) would go
+ * to fresh memory every time, each page taken with a page fault and handed
+ * back to the system when the query ends.  Made here instead, the rows that
+ * the tuplestore frees when the query is done with them are reused by the
+ * next read.  The rows of a query that failed are not freed by it: they stay
+ * until the context is reset, which happens when no result is in use and
+ * the context has grown past READ_RESULT_KEEP, so that the memory kept,
+ * free or not, stays about that size.  (From PostgreSQL 17 on, a tuplestore
+ * keeps its rows in a memory context of its own, a child of this one, that
+ * it deletes when it ends: then only its state is kept here, and the rows
+ * go to fresh memory each time as before.)
+ */
+#define READ_RESULT_KEEP	(8 * 1024 * 1024)
+
+static MemoryContext read_result_cxt = NULL;
+static int	read_result_users = 0;	/* queries whose result is in it */
+
+/* A query that used a result of read_result_cxt is over (ended or failed) */
+static void
+read_result_done(void *arg)
+{
+	if (read_result_users > 0)
+		read_result_users--;
+	if (read_result_users == 0 &&
+		MemoryContextMemAllocated(read_result_cxt, true) > READ_RESULT_KEEP)
+		MemoryContextReset(read_result_cxt);
+}
+
+/*
+ * Start the result of a set-returning read (as InitMaterializedSRF with
+ * MAT_SRF_USE_EXPECTED_DESC), its rows in read_result_cxt.
+ */
+static void
+read_materialize(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query;
+	MemoryContext old;
+	MemoryContextCallback *cb;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize) || rsinfo->expectedDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	if (read_result_cxt == NULL)
+		read_result_cxt = AllocSetContextCreate(TopMemoryContext, "es read results",
+												ALLOCSET_DEFAULT_SIZES);
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	old = MemoryContextSwitchTo(per_query);
+	rsinfo->setDesc = CreateTupleDescCopy(rsinfo->expectedDesc);
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = read_result_done;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(per_query, cb);
+	read_result_users++;
+	MemoryContextSwitchTo(read_result_cxt);
+	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+											  false, work_mem);
+	rsinfo->returnMode = SFRM_Materialize;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Run a read plan and return its events as the function's result set.
  * "snapshot" is the snapshot to read with, or NULL for the statement's.
  *
@@ -250,7 +319,7 @@ read_events(FunctionCallInfo fcinfo, ReadPlan which, Datum *values,
 	MemoryContext old;
 	int			guc_level;
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	read_materialize(fcinfo);
 	es_check_row_type(rsinfo->setDesc, ES_ROW_EVENT);
 	per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -515,14 +584,17 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	MemoryContext per_event = NULL;
 	int64		emitted = 0;
 	bool		upcasting = upcast_any();
+	EsUserCodeBatch batch;
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	read_materialize(fcinfo);
 	es_check_row_type(rsinfo->setDesc, ES_ROW_EVENT);
 	if (limit == 0)
 		return;
 	if (upcasting)
 		per_event = AllocSetContextCreate(CurrentMemoryContext, "es read event",
-										  ALLOCSET_SMALL_SIZES);
+										  ALLOCSET_DEFAULT_SIZES);
+	/* only es's C code runs between the upcaster calls of this loop */
+	es_usercode_batch_begin(&batch);
 
 	rel = table_open(relid, AccessShareLock);
 	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
@@ -557,7 +629,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		{
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
-			(void) upcast_values(values, nulls);
+			(void) upcast_values_batched(values, nulls, &batch);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
@@ -568,6 +640,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 			break;
 	}
 
+	es_usercode_batch_end(&batch);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
@@ -71,6 +72,9 @@ typedef struct UpcastStep
 	char	   *search_path;	/* ... with the path captured at registration */
 	char	   *funcname;		/* the function, for messages */
 	Expr	   *planned;		/* fn($1), planned on first use */
+	bool		inert;			/* ... and it cannot change any setting */
+	struct UpcastStep *next;	/* the step after it, or NULL ... */
+	bool		next_known;		/* ... once looked up */
 	ExprState **exprs;			/* its ExprState for each call depth, or NULL */
 	int			nexprs;
 	int			nrename;		/* declarative edits: rename old -> new */
@@ -91,6 +95,12 @@ static bool upcast_valid = false;
 static int	upcast_nsteps = 0;
 static int	upcast_depth = 0;	/* reads using the cache right now */
 static Oid	upcast_registry_relid = InvalidOid;	/* es.upcaster_steps */
+
+/* The last first-step lookup: events of one type and version come in runs */
+static char *upcast_last_type = NULL;	/* in upcast_cxt */
+static int	upcast_last_len = -1;
+static int32 upcast_last_version = 0;
+static UpcastStep *upcast_last_step = NULL;
 
 /*
  * What one evaluation of fn($1) uses: its parameter and expression context.
@@ -217,6 +227,9 @@ upcast_load(void)
 	upcast_nsteps = 0;
 	upcast_levels = NULL;
 	upcast_nlevels = 0;
+	upcast_last_type = NULL;
+	upcast_last_len = -1;
+	upcast_last_step = NULL;
 
 	/* mark valid first: an invalidation while loading marks it stale again */
 	upcast_valid = true;
@@ -297,6 +310,9 @@ upcast_load(void)
 			es_internal_end(level);
 		}
 		step->planned = NULL;
+		step->inert = false;
+		step->next = NULL;
+		step->next_known = false;
 		step->exprs = NULL;
 		step->nexprs = 0;
 		step->renames_type = !n[3];
@@ -460,6 +476,87 @@ upcast_sql_body(Oid funcoid)
 	return result;
 }
 
+/* True when a function is not one that upcast_inert accepts */
+static bool
+upcast_foreign_func(Oid funcoid, void *context)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		foreign;
+
+	/* built in: from the initial catalog, not created since */
+	if (funcoid >= FirstGenbkiObjectId)
+		return true;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	if (!HeapTupleIsValid(tup))
+		return true;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	/* table_to_xml and its kin run queries on tables, and so user code */
+	foreign = proc->provolatile == PROVOLATILE_VOLATILE || proc->prosecdef ||
+		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL) ||
+		strstr(NameStr(proc->proname), "_to_xml") != NULL;
+	ReleaseSysCache(tup);
+	return foreign;
+}
+
+/* Walker of upcast_inert: true when the node is not of the accepted kinds */
+static bool
+upcast_inert_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_List:
+		case T_Const:
+		case T_Param:
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+		case T_ScalarArrayOpExpr:
+		case T_BoolExpr:
+		case T_CaseExpr:
+		case T_CaseWhen:
+		case T_CaseTestExpr:
+		case T_CoalesceExpr:
+		case T_NullTest:
+		case T_BooleanTest:
+		case T_RelabelType:
+		case T_CoerceViaIO:
+		case T_ArrayExpr:
+		case T_SQLValueFunction:
+			break;
+		default:
+			return true;
+	}
+	/*
+	 * Values of built-in types only: the input function of a composite or
+	 * array type runs the checks of its elements' domains, user code
+	 */
+	if (!IsA(node, List) && !IsA(node, CaseWhen) && exprType(node) >= FirstGenbkiObjectId)
+		return true;
+	/* the functions it calls, and the input and output functions it uses */
+	if (check_functions_in_node(node, upcast_foreign_func, context))
+		return true;
+	return expression_tree_walker(node, upcast_inert_walker, context);
+}
+
+/*
+ * True when an expression cannot change any setting, so that it can run in
+ * a batch of user-code calls (es_usercode_begin_batched): made only of
+ * plain expression nodes (no sub-query, no domain check, which could run
+ * user code) of built-in types, calling only built-in functions that are
+ * not volatile (not set_config), not SECURITY DEFINER, without SET clauses
+ * and that run no query (table_to_xml and its kin).  An SQL upcaster made
+ * of one such expression is inlined into one.
+ */
+static bool
+upcast_inert(Expr *expr)
+{
+	return !upcast_inert_walker((Node *) expr, NULL);
+}
+
 /*
  * Compile fn($1) for a function step at a call depth: the planner inlines
  * SQL functions.  As the function's owner, under the search_path captured
@@ -512,6 +609,7 @@ upcast_compile(UpcastStep *step, int depth)
 			if (body != NULL)
 				step->planned = expression_planner(body);
 		}
+		step->inert = upcast_inert(step->planned);
 	}
 	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
 	es_usercode_end(&uc);
@@ -666,25 +764,64 @@ upcast_pairs_set(UpcastPairs *p, const JsonbValue *key, const JsonbValue *val)
 	p->sorted = false;
 }
 
-/* Decode the top level of an object into the pairs (nested values stay binary) */
+/*
+ * Decode the top level of an object into the pairs (nested values stay
+ * binary), reading its entries directly: what JsonbIteratorNext gives with
+ * skipNested, without an iterator and an offset lookup per value.
+ */
 static void
 upcast_pairs_load(UpcastPairs *p, Jsonb *data)
 {
-	JsonbIterator *it = JsonbIteratorInit(&data->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	int			n = JB_ROOT_COUNT(data);
+	const JEntry *children = data->root.children;
+	const char *base = (const char *) &children[2 * n];
+	uint32		offset = 0;
+	int			i;
 
-	p->n = 0;
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
+		elog(ERROR, "es: event data to upcast is not a JSON object");
+	if (p->cap < n)
 	{
-		if (tok == WJB_KEY)
-		{
-			upcast_pairs_reserve(p);
-			p->keys[p->n] = v;
-		}
-		else if (tok == WJB_VALUE)
-			p->vals[p->n++] = v;
+		p->cap = Max(n + 8, 8);
+		p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
+			: palloc(sizeof(JsonbValue) * p->cap);
+		p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
+			: palloc(sizeof(JsonbValue) * p->cap);
 	}
+	for (i = 0; i < 2 * n; i++)
+	{
+		JEntry		e = children[i];
+		uint32		len = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) - offset : JBE_OFFLENFLD(e);
+		JsonbValue *v = i < n ? &p->keys[i] : &p->vals[i - n];
+
+		if (JBE_ISSTRING(e))
+		{
+			v->type = jbvString;
+			v->val.string.val = (char *) base + offset;
+			v->val.string.len = len;
+		}
+		else if (JBE_ISNUMERIC(e))
+		{
+			v->type = jbvNumeric;
+			v->val.numeric = (Numeric) (base + INTALIGN(offset));
+		}
+		else if (JBE_ISBOOL_TRUE(e) || JBE_ISBOOL_FALSE(e))
+		{
+			v->type = jbvBool;
+			v->val.boolean = JBE_ISBOOL_TRUE(e) != 0;
+		}
+		else if (JBE_ISNULL(e))
+			v->type = jbvNull;
+		else
+		{
+			Assert(JBE_ISCONTAINER(e));
+			v->type = jbvBinary;
+			v->val.binary.data = (JsonbContainer *) (base + INTALIGN(offset));
+			v->val.binary.len = len - (INTALIGN(offset) - offset);
+		}
+		offset += len;
+	}
+	p->n = n;
 	p->sorted = true;
 }
 
@@ -721,9 +858,10 @@ upcast_pairs_sort(UpcastPairs *p)
 	p->sorted = true;
 }
 
-/* Build the object the pairs describe */
+#ifdef ES_CHECK_JSONB_BUILD
+/* The object the pairs describe, built by jsonb_util.c (to check the below) */
 static Jsonb *
-upcast_pairs_build(UpcastPairs *p)
+upcast_pairs_build_slow(UpcastPairs *p)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -737,6 +875,118 @@ upcast_pairs_build(UpcastPairs *p)
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
+}
+#endif
+
+/*
+ * Build the object the pairs describe, written directly in jsonb's binary
+ * layout, byte for byte what JsonbValueToJsonb writes (jsonb_util.c's
+ * convertJsonbObject): the header, one JEntry per key then per value (an
+ * end offset every JB_OFFSET_STRIDE entries, else a length), the keys, then
+ * the values, numerics and containers aligned to 4 bytes (the padding
+ * counted in their length).  A nested object or array (jbvBinary) is copied
+ * as it is stored, not decoded and encoded again.
+ */
+static Jsonb *
+upcast_pairs_build(UpcastPairs *p)
+{
+	int			n = p->n;
+	Size		size;
+	char	   *buf;
+	uint32		header;
+	JEntry	   *entries;
+	uint32		totallen = 0;
+	Size		pos;
+	int			i;
+
+	if (!p->sorted)
+		upcast_pairs_sort(p);
+
+	/* at most: the varlena and container headers, entries, data, padding */
+	size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n;
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *v = &p->vals[i];
+
+		size += p->keys[i].val.string.len + sizeof(int32);
+		if (v->type == jbvString)
+			size += v->val.string.len;
+		else if (v->type == jbvNumeric)
+			size += VARSIZE_ANY(v->val.numeric);
+		else if (v->type == jbvBinary)
+			size += v->val.binary.len;
+	}
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("upcast event data exceeds the maximum size of a jsonb value")));
+	buf = palloc(size);
+	header = (uint32) n | JB_FOBJECT;
+	memcpy(buf + VARHDRSZ, &header, sizeof(uint32));
+	entries = (JEntry *) (buf + VARHDRSZ + sizeof(uint32));
+	pos = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n;
+
+	for (i = 0; i < 2 * n; i++)
+	{
+		JsonbValue *v = i < n ? &p->keys[i] : &p->vals[i - n];
+		JEntry		meta;
+		Size		start = pos;
+		Size		len;
+
+		switch (v->type)
+		{
+			case jbvNull:
+				meta = JENTRY_ISNULL;
+				break;
+			case jbvBool:
+				meta = v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+				break;
+			case jbvString:
+				memcpy(buf + pos, v->val.string.val, v->val.string.len);
+				pos += v->val.string.len;
+				meta = JENTRY_ISSTRING;
+				break;
+			case jbvNumeric:
+				while (pos != INTALIGN(pos))
+					buf[pos++] = 0;
+				memcpy(buf + pos, v->val.numeric, VARSIZE_ANY(v->val.numeric));
+				pos += VARSIZE_ANY(v->val.numeric);
+				meta = JENTRY_ISNUMERIC;
+				break;
+			case jbvBinary:
+				while (pos != INTALIGN(pos))
+					buf[pos++] = 0;
+				memcpy(buf + pos, v->val.binary.data, v->val.binary.len);
+				pos += v->val.binary.len;
+				meta = JENTRY_ISCONTAINER;
+				break;
+			default:
+				elog(ERROR, "es: unexpected jsonb value type %d", (int) v->type);
+				meta = 0;		/* keep compiler quiet */
+		}
+		len = pos - start;
+		totallen += len;
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+							JENTRY_OFFLENMASK)));
+		if ((i % JB_OFFSET_STRIDE) == 0)
+			meta |= totallen | JENTRY_HAS_OFF;
+		else
+			meta |= len;
+		entries[i] = meta;
+	}
+	SET_VARSIZE(buf, pos);
+#ifdef ES_CHECK_JSONB_BUILD
+	{
+		Jsonb	   *slow = upcast_pairs_build_slow(p);
+
+		if (VARSIZE(slow) != pos || memcmp(slow, buf, pos) != 0)
+			elog(ERROR, "es: upcast_pairs_build differs from JsonbValueToJsonb");
+	}
+#endif
+	return (Jsonb *) buf;
 }
 
 /*
@@ -825,7 +1075,21 @@ upcast_first_step(Datum type, int32 version)
 	if (upcast_nsteps == 0)
 		return NULL;
 	t = DatumGetTextPP(type);
-	return upcast_find(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), version);
+	if (upcast_last_len != (int) VARSIZE_ANY_EXHDR(t) || upcast_last_version != version ||
+		memcmp(upcast_last_type, VARDATA_ANY(t), upcast_last_len) != 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+
+		if (upcast_last_type != NULL)
+			pfree(upcast_last_type);
+		upcast_last_len = VARSIZE_ANY_EXHDR(t);
+		upcast_last_type = palloc(Max(upcast_last_len, 1));
+		memcpy(upcast_last_type, VARDATA_ANY(t), upcast_last_len);
+		upcast_last_version = version;
+		upcast_last_step = upcast_find(upcast_last_type, upcast_last_len, version);
+		MemoryContextSwitchTo(old);
+	}
+	return upcast_last_step;
 }
 
 /*
@@ -835,7 +1099,7 @@ upcast_first_step(Datum type, int32 version)
  * chain of them decodes and builds the object once.
  */
 static void
-upcast_apply(UpcastStep *step, Datum *values)
+upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 {
 	int32		version = DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]);
 	Jsonb	   *data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
@@ -868,22 +1132,46 @@ upcast_apply(UpcastStep *step, Datum *values)
 				decoded = false;
 			}
 
+			/* compiled first: whether it is inert is known then */
+			if (step->planned == NULL)
+				(void) upcast_compile(step, upcast_call_depth);
+
 			/*
 			 * User code runs as the function's owner, with the search_path
 			 * of its registration (es_usercode_begin_path): consecutive
 			 * steps of one owner and path share a section, and whatever
-			 * they SET is rolled back before any other code runs.
+			 * they SET is rolled back before any other code runs.  An
+			 * inert step, which can SET nothing, runs in the reader's
+			 * batch when it has one: the same identity, restrictions and
+			 * path, without a section of its own per event.
 			 */
-			if (section == NULL || section->owner != step->owner ||
-				strcmp(section->search_path ? section->search_path : "",
-					   step->search_path ? step->search_path : "") != 0)
+			if (batch != NULL && step->inert &&
+				(section == NULL || section->owner != step->owner))
 			{
+				EsUserCode	call;
+
 				if (section != NULL)
+				{
 					es_usercode_end(&uc);
-				es_usercode_begin_path(&uc, step->owner, step->search_path);
-				section = step;
+					section = NULL;
+				}
+				es_usercode_begin_batched(batch, &call, step->owner, step->search_path);
+				data = upcast_call(step, data);
+				es_usercode_end_batched(&call);
 			}
-			data = upcast_call(step, data);
+			else
+			{
+				if (section == NULL || section->owner != step->owner ||
+					strcmp(section->search_path ? section->search_path : "",
+						   step->search_path ? step->search_path : "") != 0)
+				{
+					if (section != NULL)
+						es_usercode_end(&uc);
+					es_usercode_begin_path(&uc, step->owner, step->search_path);
+					section = step;
+				}
+				data = upcast_call(step, data);
+			}
 		}
 		if (upcast_has_edits(step))
 		{
@@ -897,9 +1185,14 @@ upcast_apply(UpcastStep *step, Datum *values)
 		version++;
 		if (step->renames_type || cur_type != NULL)
 			cur_type = step->to_type;
-		step = step->renames_type ?
-			upcast_find(step->to_type, strlen(step->to_type), version) :
-			upcast_find(step->key.type, step->key.len, version);
+		if (!step->next_known)
+		{
+			step->next = step->renames_type ?
+				upcast_find(step->to_type, strlen(step->to_type), version) :
+				upcast_find(step->key.type, step->key.len, version);
+			step->next_known = true;
+		}
+		step = step->next;
 	}
 	if (section != NULL)
 		es_usercode_end(&uc);
@@ -923,12 +1216,23 @@ upcast_apply(UpcastStep *step, Datum *values)
 bool
 upcast_values(Datum *values, bool *nulls)
 {
+	return upcast_values_batched(values, nulls, NULL);
+}
+
+/*
+ * The same within a batch of user-code calls (es_usercode_batch_begin), in
+ * which the steps that can change no setting run (NULL: none).  The caller
+ * ends the batch before running anything but its own C code.
+ */
+bool
+upcast_values_batched(Datum *values, bool *nulls, EsUserCodeBatch *batch)
+{
 	UpcastStep *step = upcast_first_step(values[READ_ATT_EVENT_TYPE - 1],
 										 DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]));
 
 	if (step == NULL)
 		return false;
-	upcast_apply(step, values);
+	upcast_apply(step, values, batch);
 	return true;
 }
 
@@ -953,7 +1257,7 @@ upcast_tuple(HeapTuple tuple, TupleDesc desc)
 	if (step == NULL)
 		return tuple;
 	heap_deform_tuple(tuple, desc, values, nulls);
-	upcast_apply(step, values);
+	upcast_apply(step, values, NULL);
 	return heap_form_tuple(desc, values, nulls);
 }
 

@@ -177,3 +177,21 @@ BEGIN;
 SELECT es.append_event('ap-2pc', 'A', '{}');
 PREPARE TRANSACTION 'es_2pc';
 SELECT es.stream_version('ap-2pc');
+
+-- event ids es generates are UUIDv7 (RFC 9562): version 7, variant 10, the
+-- first 48 bits the append's Unix time in ms, and increasing within a backend
+-- (within a call and across calls); given ids are kept as given
+SELECT es.append('ap-v7', ARRAY(SELECT es.new_event('A', '{}') FROM generate_series(1, 200)));
+SELECT es.append_event('ap-v7', 'A', '{}');
+SELECT es.append('ap-v7', ARRAY[es.new_event('A', '{}', NULL, '00000000-0000-4000-8000-0000000000c1'),
+                                es.new_event('A', '{}')]);
+SELECT count(*) AS generated,
+       bool_and(substr(event_id::text, 15, 1) = '7') AS version_7,
+       bool_and(substr(event_id::text, 20, 1) IN ('8', '9', 'a', 'b')) AS variant_10,
+       bool_and(abs(('x' || substr(replace(event_id::text, '-', ''), 1, 12))::bit(48)::bigint
+                    - (extract(epoch FROM recorded_at) * 1000)::bigint) < 60000) AS unix_ms,
+       bool_and(event_id > prev) AS increasing
+  FROM (SELECT event_id, recorded_at, lag(event_id) OVER (ORDER BY stream_version) AS prev
+          FROM es.events WHERE stream_id = 'ap-v7'
+           AND event_id <> '00000000-0000-4000-8000-0000000000c1') e;
+SELECT event_id FROM es.events WHERE stream_id = 'ap-v7' AND stream_version = 202;

@@ -109,3 +109,33 @@ SELECT * FROM es.read_category('rd-1');
 SELECT * FROM es.read_category('rd', 0, 10, 3, 3);
 SELECT * FROM es.read_stream('rd-1', 1, -1);
 
+
+-- the rows of a read are kept in memory es reuses from read to read
+-- ("es read results"): it is reset once no result is in use and it holds
+-- more than 8 MB, never while a query still reads a result from it (up to
+-- PostgreSQL 16: from 17 on, a tuplestore keeps its rows in a memory
+-- context of its own, which it deletes when it ends)
+SET work_mem = '64MB';
+SELECT es.append('rd-big', ARRAY(SELECT es.new_event('Big', jsonb_build_object('i', i, 'pad', repeat('x', 500)))
+                                   FROM generate_series(1, 20000) i));
+BEGIN;
+DECLARE rd_cur CURSOR FOR SELECT stream_version, data ->> 'i' AS i FROM es.read_stream('rd-big');
+FETCH 2 FROM rd_cur;
+SELECT count(*), sum(length(data ->> 'pad')) FROM es.read_stream('rd-big');
+-- both results are in it, one still in use: not reset
+SELECT total_bytes > 8 * 1024 * 1024 OR current_setting('server_version_num')::int >= 170000
+       AS kept_while_in_use
+  FROM pg_backend_memory_contexts WHERE name = 'es read results';
+MOVE FORWARD 19995 FROM rd_cur;
+FETCH 5 FROM rd_cur;
+CLOSE rd_cur;
+COMMIT;
+-- no result in use any more: reset
+SELECT total_bytes <= 8 * 1024 * 1024 AS reset_when_idle
+  FROM pg_backend_memory_contexts WHERE name = 'es read results';
+-- a read that ends leaves its memory there, free, for the next one
+SELECT count(*) FROM es.read_stream('rd-big', 1, 3000);
+SELECT total_bytes > 1024 * 1024 OR current_setting('server_version_num')::int >= 170000
+       AS kept_for_reuse, used_bytes < 64 * 1024 AS all_free
+  FROM pg_backend_memory_contexts WHERE name = 'es read results';
+RESET work_mem;
