@@ -2,7 +2,7 @@
 
 EXTENSION = es
 MODULE_big = es
-OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/read.o src/upcast.o src/fold.o \
+OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/append_call.o src/read.o src/read_global.o src/upcast.o src/upcast_edit.o src/fold.o \
 	src/lifecycle.o src/handler.o \
 	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
 	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \
@@ -24,7 +24,7 @@ endif
 
 # Every object depends on the shared headers (PGXS tracks no dependencies
 # unless PostgreSQL was configured with --enable-depend).
-$(OBJS) $(OBJS:.o=.bc): src/es.h src/compat.h src/projector/projector.h
+$(OBJS) $(OBJS:.o=.bc): src/es.h src/compat.h src/upcast_int.h src/append_int.h src/read_int.h src/projector/projector.h
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,0 +1,73 @@
+/*-------------------------------------------------------------------------
+ *
+ * upcast_int.h
+ *	  What upcast.c and upcast_edit.c share: a registered step, and the
+ *	  top-level pairs of an object that declarative steps edit.
+ *
+ * Copyright (c) 2026, es developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ES_UPCAST_INT_H
+#define ES_UPCAST_INT_H
+
+#include "nodes/execnodes.h"
+#include "utils/jsonb.h"
+
+/* Hash key: an event type and a schema version */
+typedef struct UpcastKey
+{
+	const char *type;			/* not NUL-terminated */
+	int			len;
+	int32		version;
+} UpcastKey;
+
+/* One registered step, from (type, version) to (to_type, version + 1) */
+typedef struct UpcastStep
+{
+	UpcastKey	key;
+	char	   *to_type;		/* NUL-terminated; the same type when not renamed */
+	bool		renames_type;
+	Oid			funcoid;		/* InvalidOid when there is no function */
+	Oid			owner;			/* the function's owner: it runs as that role */
+	char	   *search_path;	/* ... with the path captured at registration */
+	char	   *funcname;		/* the function, for messages */
+	Expr	   *planned;		/* fn($1), planned on first use */
+	bool		inert;			/* ... and it cannot change any setting */
+	struct UpcastStep *next;	/* the step after it, or NULL ... */
+	bool		next_known;		/* ... once looked up */
+	ExprState **exprs;			/* its ExprState for each call depth, or NULL */
+	int			nexprs;
+	int			nrename;		/* declarative edits: rename old -> new */
+	char	  **rename_from;
+	char	  **rename_to;
+	Jsonb	   *add_fields;		/* NULL when none */
+	int			nadd;			/* ... and its pairs, decoded */
+	JsonbValue *add_keys;
+	JsonbValue *add_vals;
+	int			nremove;
+	char	  **remove;
+} UpcastStep;
+
+/*
+ * The top-level pairs of an object being edited by declarative steps: a
+ * chain of steps edits them in place, and the object is built once at the
+ * end (or before a function step), not once per step.  Keys are unique;
+ * "sorted" tells whether they are in jsonb's key order, the order in which
+ * a step meets the keys of a stored object.
+ */
+typedef struct UpcastPairs
+{
+	int			n;
+	int			cap;
+	bool		sorted;
+	JsonbValue *keys;			/* jbvString */
+	JsonbValue *vals;			/* scalars or jbvBinary */
+} UpcastPairs;
+
+extern void upcast_pairs_load(UpcastPairs *p, Jsonb *data);
+extern void upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work);
+extern Jsonb *upcast_pairs_build(UpcastPairs *p);
+extern bool upcast_has_edits(UpcastStep *step);
+
+#endif							/* ES_UPCAST_INT_H */
