@@ -56,35 +56,49 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 	MemoryContext per_event = AllocSetContextCreate(CurrentMemoryContext,
 													"es projector event",
 													ALLOCSET_DEFAULT_SIZES);
-	IndexScanDesc scan = index_beginscan_compat(rel, idx, snap, 1, 0);
+	IndexScanDesc scan = index_beginscan_compat(rel, idx, snap, 2, 0);
 	int			guc_level;
 	int			found = 0;
 	int			i;
+	int			j;
 
 	upcast_begin();
 	projection_flush_discard(p);
 	guc_level = handlers_begin();
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i = j)
 	{
-		ScanKeyData key;
+		ScanKeyData key[2];
 
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+		/*
+		 * A run of consecutive positions (the events of one transaction,
+		 * and of transactions that committed one after the other) is one
+		 * range scan; every position in it is one of ours.
+		 */
+		for (j = i + 1; j < n && positions[j] == positions[j - 1] + 1; j++)
+			;
+		ScanKeyInit(&key[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(positions[i]));
+		ScanKeyInit(&key[1], 1, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(positions[j - 1]));
 		projection_current_position = positions[i];
-		index_rescan(scan, &key, 1, NULL, 0);
-		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		index_rescan(scan, key, 2, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 			bool		should_free;
 			HeapTuple	row = ExecFetchSlotHeapTuple(slot, false, &should_free);
+			bool		isnull;
 
+			projection_current_position =
+				DatumGetInt64(heap_getattr(row, Anum_events_global_position,
+										   RelationGetDescr(rel), &isnull));
 			projection_apply(p, projection_event_from_row(row, RelationGetDescr(rel)));
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
+			ExecClearTuple(slot);
 			found++;
+			CHECK_FOR_INTERRUPTS();
 		}
-		ExecClearTuple(slot);
-		CHECK_FOR_INTERRUPTS();
 	}
 	projection_flush(p);
 	handlers_end(guc_level);
