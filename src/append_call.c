@@ -11,8 +11,6 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"

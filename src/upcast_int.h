@@ -65,9 +65,14 @@ typedef struct UpcastPairs
 	JsonbValue *vals;			/* scalars or jbvBinary */
 } UpcastPairs;
 
+/* upcast_edit.c */
 extern void upcast_pairs_load(UpcastPairs *p, Jsonb *data);
 extern void upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work);
 extern Jsonb *upcast_pairs_build(UpcastPairs *p);
 extern bool upcast_has_edits(UpcastStep *step);
+
+/* upcast_inline.c */
+extern Expr *upcast_sql_body(Oid funcoid);
+extern bool upcast_inert(Expr *expr);
 
 #endif							/* ES_UPCAST_INT_H */

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 #include "access/transam.h"
+#include "common/file_utils.h"
 #include "storage/fd.h"
 
 #include "es.h"
