@@ -181,6 +181,15 @@ catchup_step(const char *name)
 	processed_upto = switch_begin();
 	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
 	MemoryContextSwitchTo(step_cxt);
+
+	/*
+	 * The projection's row first: another worker's catch-up step may hold
+	 * it, and what that step applies (below caught_up_to) must be shown by
+	 * S.  So S is taken once the row is ours, after that step committed.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	aps = load_projections(name, true);
+	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
 		Datum		s;
@@ -199,7 +208,6 @@ catchup_step(const char *name)
 		}
 		SPI_finish();
 
-		aps = load_projections(name, true);
 		ap = aps != NIL ? linitial(aps) : NULL;
 		if (ap != NULL && !is_live(ap) && is_active(ap))
 		{
