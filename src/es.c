@@ -277,6 +277,25 @@ es_internal_begin(void)
 	return level;
 }
 
+/*
+ * Start a run of calls of user code that all take one search_path (a
+ * projection's handler over a unit of events): a GUC nest level with that
+ * path set, so that each call (es_usercode_begin_path, whose own nest
+ * level still rolls back whatever the call changes) finds it in place and
+ * sets nothing, and name lookups do not recompute the path per call.
+ * Between the calls, es may only run C code that runs no statement and
+ * resolves no name (anything else is under es_internal_begin, which pins
+ * pg_catalog, pg_temp again).  End with es_internal_end.
+ */
+int
+es_usercode_run_begin(const char *search_path)
+{
+	int			level = NewGUCNestLevel();
+
+	es_set_search_path(search_path ? search_path : ES_SEARCH_PATH);
+	return level;
+}
+
 /* End a section started by es_internal_begin: every setting goes back */
 void
 es_internal_end(int level)

@@ -88,6 +88,7 @@ extern void es_check_row_type(TupleDesc desc, EsRowType which);
 
 extern int	es_internal_begin(void);
 extern void es_internal_end(int level);
+extern int	es_usercode_run_begin(const char *search_path);
 extern void es_usercode_begin(EsUserCode *uc, Oid userid);
 extern void es_usercode_begin_path(EsUserCode *uc, Oid userid,
 								   const char *search_path);
@@ -213,7 +214,7 @@ extern TupleDesc projection_event_desc_get(bool recheck);
 extern Projection *projection_from_row(HeapTuple tup, TupleDesc desc,
 									   MemoryContext cxt);
 extern void projection_truncate_as_owner(Oid relid, const char *projection);
-extern int	handlers_begin(void);
+extern int	handlers_begin(Projection *p);
 extern void handlers_end(int level);
 
 /* fold.c: es.fold */

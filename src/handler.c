@@ -248,15 +248,17 @@ projection_load(const char *mode, const char *name, MemoryContext cxt)
 
 /*
  * A batch of handler calls (an appended event, a replay, a projector
- * batch) runs under search_path = pg_catalog, pg_temp, wherever it is
- * called from, and each call also pins it again (projection_apply): handlers
- * behave the same everywhere, and qualify their tables or carry their own
- * SET search_path.  Returns the GUC nest level to pass to handlers_end.
+ * unit).  Each call runs with its projection's search_path
+ * (call_handler), and the batch of one projection "p" sets that path
+ * once, for all its calls (es_usercode_run_begin); an appended event's
+ * batch, for several projections (p NULL), runs under search_path =
+ * pg_catalog, pg_temp between the calls.  Returns the GUC nest level to
+ * pass to handlers_end.
  */
 int
-handlers_begin(void)
+handlers_begin(Projection *p)
 {
-	return es_internal_begin();
+	return p != NULL ? es_usercode_run_begin(p->search_path) : es_internal_begin();
 }
 
 /* The batch is done: the settings are the caller's again */
@@ -447,7 +449,7 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 	upcast_begin();
 	(void) projection_event_desc_get(true);
 	projection_flush_discard(p);
-	guc_level = handlers_begin();
+	guc_level = handlers_begin(p);
 	while ((limit == 0 || n < limit) &&
 		   index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -567,7 +569,7 @@ es_project_inline(PG_FUNCTION_ARGS)
 	if (!projection_inline_firing || !projection_inline_active())
 		return PointerGetDatum(NULL);
 
-	guc_level = handlers_begin();
+	guc_level = handlers_begin(NULL);
 	upcast_begin();
 	event = projection_event_from_row(trigdata->tg_trigtuple,
 									  RelationGetDescr(trigdata->tg_relation));

@@ -64,7 +64,7 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 
 	upcast_begin();
 	projection_flush_discard(p);
-	guc_level = handlers_begin();
+	guc_level = handlers_begin(p);
 	for (i = 0; i < n; i = j)
 	{
 		ScanKeyData key[2];
@@ -245,6 +245,63 @@ stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u)
 }
 
 /*
+ * After a failed unit: apply one transaction of it on its own.  A
+ * projection that stops on errors stops before it (its first failing
+ * event, for a batch handler, is found for the report); one that parks
+ * them applies its events one by one and parks the failing ones.
+ * Returns false when the projection stopped.
+ */
+static bool
+apply_live_xact(AsyncProjection *ap, DecodedXact *x, Snapshot snap,
+				int64 cancelled, ApplyUnit *first)
+{
+	ApplyUnit	u = {.p = ap->p, .snap = snap,
+	.positions = x->positions, .n = x->npositions};
+	int64		at;
+	int			i;
+
+	if (ap->park)
+	{
+		for (i = 0; i < x->npositions; i++)
+		{
+			ApplyUnit	one = {.p = ap->p, .snap = snap,
+			.positions = &x->positions[i], .n = 1};
+
+			if (x->positions[i] == cancelled)
+				park_event(ap, cancelled, first);
+			else if (!apply_unit(&one))
+				park_event(ap, x->positions[i], &one);
+		}
+		return true;
+	}
+	for (i = 0; cancelled != 0 && i < x->npositions; i++)
+	{
+		/* the cancelled event fails its transaction, once */
+		if (x->positions[i] == cancelled)
+		{
+			stop_projection(ap, cancelled, first);
+			return false;
+		}
+	}
+	if (apply_unit(&u))
+		return true;
+	at = projection_current_position;
+	if (ap->p->batch)
+	{
+		/* a batch handler: which event of x fails alone */
+		ApplyUnit	alone = u;
+		int64		pos = batch_failing_event(ap->p, x, snap, &alone);
+
+		at = pos != 0 ? pos : x->positions[0];
+		if (pos != 0)
+			u = alone;
+	}
+	/* nothing of x stays applied; resume starts at x */
+	stop_projection(ap, at, &u);
+	return false;
+}
+
+/*
  * Apply the decoded transactions a live projection has not seen; on an
  * error, stop it before the failing transaction, or park the failing
  * events.
@@ -256,6 +313,8 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	ListCell   *lc;
 	int			total = 0;
 	ApplyUnit	u;
+	XLogRecPtr	prev_end;
+	int64		cancelled;
 
 	foreach(lc, decoded_xacts)
 	{
@@ -294,74 +353,21 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 	}
 
 	/* an error: again, a transaction (stop) or an event (park) at a time */
+	prev_end = ap->applied_lsn;
+	cancelled = unit_cancelled(&u) ? projection_current_position : 0;
+	foreach(lc, pending)
 	{
-		XLogRecPtr	prev_end = ap->applied_lsn;
-		ApplyUnit	first = u;
-		int64		cancelled = unit_cancelled(&u) ? projection_current_position : 0;
+		DecodedXact *x = lfirst(lc);
+		int			i;
 
-		foreach(lc, pending)
+		if (!apply_live_xact(ap, x, snap, cancelled, &u))
 		{
-			DecodedXact *x = lfirst(lc);
-			int			i;
-			bool		has_cancelled = false;
-
-			for (i = 0; cancelled != 0 && i < x->npositions; i++)
-				has_cancelled |= x->positions[i] == cancelled;
-			if (!ap->park && has_cancelled)
-			{
-				/* the cancelled event fails its transaction, once */
-				stop_projection(ap, cancelled, &first);
-				ap->new_applied_lsn = prev_end;
-				return;
-			}
-			if (!ap->park)
-			{
-				memset(&u, 0, sizeof(u));
-				u.p = ap->p;
-				u.snap = snap;
-				u.positions = x->positions;
-				u.n = x->npositions;
-				if (!apply_unit(&u))
-				{
-					int64		at = projection_current_position;
-
-					/* a batch handler: which event of x fails */
-					if (ap->p->batch)
-					{
-						ApplyUnit	alone = u;
-						int64		pos = batch_failing_event(ap->p, x, snap, &alone);
-
-						if (pos != 0)
-						{
-							at = pos;
-							u = alone;
-						}
-						else
-							at = x->positions[0];
-					}
-					/* nothing of x stays applied; resume starts at x */
-					stop_projection(ap, at, &u);
-					ap->new_applied_lsn = prev_end;
-					return;
-				}
-			}
-			else
-			{
-				for (i = 0; i < x->npositions; i++)
-				{
-					ApplyUnit	one = {.p = ap->p, .snap = snap,
-					.positions = &x->positions[i], .n = 1};
-
-					if (x->positions[i] == cancelled)
-						park_event(ap, cancelled, &first);
-					else if (!apply_unit(&one))
-						park_event(ap, x->positions[i], &one);
-				}
-			}
-			for (i = 0; i < x->npositions; i++)
-				ap->last_position = Max(ap->last_position, x->positions[i]);
-			prev_end = x->end_lsn;
+			ap->new_applied_lsn = prev_end;
+			return;
 		}
+		for (i = 0; i < x->npositions; i++)
+			ap->last_position = Max(ap->last_position, x->positions[i]);
+		prev_end = x->end_lsn;
 	}
 }
 

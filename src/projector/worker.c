@@ -141,62 +141,43 @@ log_holding(List *aps)
 }
 
 /*
- * Log the decoded batch (possibly empty) for the projection workers
- * (decode.c), then confirm the slot up to the oldest checkpoint of a live
- * projection (paused and failed ones included: they keep what they have
- * not applied), and remove the logged batches every live projection has
- * applied.  Neither goes past a switch to live in flight, nor past what
- * was logged before the look at the checkpoints (see switch_begin).
+ * How far the slot may be confirmed at most, read before the snapshot
+ * (see switch_begin): what the workers may already read, and no switch
+ * to live in flight.
  */
-static BatchResult
-decoder_batch(XLogRecPtr decode_end)
+static XLogRecPtr
+confirm_bound(XLogRecPtr decode_end)
 {
-	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "es projector batch",
-													ALLOCSET_DEFAULT_SIZES);
-	List	   *aps;
-	ListCell   *lc;
-	XLogRecPtr	confirm = decode_end;
-	XLogRecPtr	logged;
-	int			active = 0;
-	int			guc_level;
+	XLogRecPtr	bound = decode_end;
 	int			i;
 
-	/* before the snapshot: see switch_begin */
 	SpinLockAcquire(&projector->mutex);
-	confirm = Min(confirm, my_db->decoded_upto);
+	bound = Min(bound, my_db->decoded_upto);
 	for (i = 0; i < MAX_PROJECTION_WORKERS; i++)
 		if (!XLogRecPtrIsInvalid(my_db->workers[i].switching_at))
-			confirm = Min(confirm, my_db->workers[i].switching_at);
+			bound = Min(bound, my_db->workers[i].switching_at);
 	SpinLockRelease(&projector->mutex);
+	return bound;
+}
 
-	guc_level = projector_xact_begin("decoding");
-	MemoryContextSwitchTo(batch_cxt);
+/*
+ * The oldest checkpoint of a live projection (paused and failed ones
+ * included: they keep what they have not applied), below "bound"; counts
+ * the active projections in *active.  A live projection behind the slot
+ * (moved by hand) stops.  In a transaction.
+ */
+static XLogRecPtr
+oldest_checkpoint(List *aps, XLogRecPtr bound, int *active)
+{
+	ListCell   *lc;
 
-	/* the workers' snapshots must see the transactions logged below */
-	foreach(lc, decoded_xacts)
-	{
-		DecodedXact *x = lfirst(lc);
-		TransactionId xid = XidFromFullTransactionId(x->fxid);
-
-		if (TransactionIdIsInProgress(xid))
-			XactLockTableWait(xid, NULL, NULL, XLTW_None);
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!extension_ready())
-	{
-		PopActiveSnapshot();
-		projector_xact_end(guc_level);
-		MemoryContextDelete(batch_cxt);
-		return BATCH_NOTHING;
-	}
-	logged = decoded_save();
-	aps = load_projections(NULL, false);
+	*active = 0;
 	foreach(lc, aps)
 	{
 		AsyncProjection *ap = lfirst(lc);
 
 		if (is_active(ap))
-			active++;
+			(*active)++;
 		if (!is_live(ap))
 			continue;
 		if (is_active(ap) && ap->applied_lsn < MyReplicationSlot->data.confirmed_flush)
@@ -212,10 +193,75 @@ decoder_batch(XLogRecPtr decode_end)
 					 errhint("Rebuild it with es.rebuild_projection('%s').", ap->p->name)));
 			continue;
 		}
-		confirm = Min(confirm, ap->applied_lsn);
+		bound = Min(bound, ap->applied_lsn);
 	}
-	decoded_trim(confirm);
-	log_holding(aps);
+	return bound;
+}
+
+/*
+ * Confirm the slot up to "confirm".  PostgreSQL writes a slot's confirmed
+ * position to disk only now and then: save it every few seconds, so that
+ * a restart after a crash does not decode (and skip) much WAL again.
+ */
+static void
+slot_confirm(XLogRecPtr confirm)
+{
+	TimestampTz now;
+
+	if (XLogRecPtrIsInvalid(confirm) || confirm <= MyReplicationSlot->data.confirmed_flush)
+		return;
+	LogicalConfirmReceivedLocation(confirm);
+	now = GetCurrentTimestamp();
+	if (TimestampDifferenceExceeds(slot_saved_at, now, 5000))
+	{
+		ReplicationSlotMarkDirty();
+		ReplicationSlotSave();
+		slot_saved_at = now;
+	}
+}
+
+/*
+ * Log the decoded batch (possibly empty) for the projection workers
+ * (decode.c), then confirm the slot up to the oldest checkpoint of a live
+ * projection, and remove the logged batches every live projection has
+ * applied.  Neither goes past a switch to live in flight, nor past what
+ * was logged before the look at the checkpoints (see switch_begin).
+ */
+static BatchResult
+decoder_batch(XLogRecPtr decode_end)
+{
+	MemoryContext batch_cxt = AllocSetContextCreate(TopMemoryContext, "es projector batch",
+													ALLOCSET_DEFAULT_SIZES);
+	List	   *aps = NIL;
+	ListCell   *lc;
+	XLogRecPtr	confirm = confirm_bound(decode_end);
+	XLogRecPtr	logged = InvalidXLogRecPtr;
+	int			active = 0;
+	int			guc_level;
+	bool		ready;
+
+	guc_level = projector_xact_begin("decoding");
+	MemoryContextSwitchTo(batch_cxt);
+
+	/* the workers' snapshots must see the transactions logged below */
+	foreach(lc, decoded_xacts)
+	{
+		DecodedXact *x = lfirst(lc);
+		TransactionId xid = XidFromFullTransactionId(x->fxid);
+
+		if (TransactionIdIsInProgress(xid))
+			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ready = extension_ready();
+	if (ready)
+	{
+		logged = decoded_save();
+		aps = load_projections(NULL, false);
+		confirm = oldest_checkpoint(aps, confirm, &active);
+		decoded_trim(confirm);
+		log_holding(aps);
+	}
 	PopActiveSnapshot();
 	projector_xact_end(guc_level);
 	MemoryContextSwitchTo(TopMemoryContext);
@@ -231,24 +277,7 @@ decoder_batch(XLogRecPtr decode_end)
 	my_db->workers_wanted = Min(active, es_max_projection_workers);
 	SpinLockRelease(&projector->mutex);
 	projector_wake_workers();
-
-	if (!XLogRecPtrIsInvalid(confirm) && confirm > MyReplicationSlot->data.confirmed_flush)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		LogicalConfirmReceivedLocation(confirm);
-		/*
-		 * PostgreSQL writes a slot's confirmed position to disk only now and
-		 * then: save it every few seconds, so that a restart after a crash
-		 * does not decode (and skip) much WAL again.
-		 */
-		if (TimestampDifferenceExceeds(slot_saved_at, now, 5000))
-		{
-			ReplicationSlotMarkDirty();
-			ReplicationSlotSave();
-			slot_saved_at = now;
-		}
-	}
+	slot_confirm(confirm);
 	return BATCH_DONE;
 }
 
