@@ -164,7 +164,7 @@ catchup_step(const char *name)
 	else
 		last = catchup_recover(ap, u.from, low, CATCHUP_BATCH, snap, &u);
 	if (last != ap->caught_up_to || ap->stopped)
-		save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
+		state_caught_up(ap, last);
 	PopActiveSnapshot();
 	UnregisterSnapshot(snap);
 	projector_xact_end(guc_level);
@@ -217,14 +217,14 @@ catchup_step(const char *name)
 			u.snap = GetActiveSnapshot();
 			u.from = ap->caught_up_to;
 			if (apply_unit(&u))
-				save_catchup(ap, u.last, true, processed_upto, s, s_lsn);
+				state_go_live(ap, u.last, processed_upto, s, s_lsn);
 			else
 			{
 				last = catchup_recover(ap, u.from, 0, 0, u.snap, &u);
 				if (ap->stopped)
-					save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
+					state_caught_up(ap, last);
 				else
-					save_catchup(ap, last, true, processed_upto, s, s_lsn);
+					state_go_live(ap, last, processed_upto, s, s_lsn);
 			}
 		}
 	}
