@@ -6,7 +6,7 @@ OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/append_call.o src/rea
 	src/lifecycle.o src/handler.o \
 	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
 	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \
-	src/projector/checkpoint.o src/projector/applier.o
+	src/projector/checkpoint.o src/projector/state.o src/projector/applier.o
 DATA = $(wildcard sql/es--*.sql)
 PGFILEDESC = "es - event store with CQRS read models"
 

@@ -125,51 +125,6 @@ COMMENT ON FUNCTION es._projection_changed() IS
     'Internal: wakes the waiters of es.wait_for_projection when this transaction commits (a projection''s state changed).';
 REVOKE EXECUTE ON FUNCTION es._projection_changed() FROM PUBLIC;
 
--- pausing or dropping wakes the waiters of es.wait_for_projection (which
--- then raise ES004 or 42704)
-CREATE OR REPLACE FUNCTION es.pause_projection(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p es.projections := es._projection_lookup(name);
-BEGIN
-    IF p.mode = 'async' THEN
-        UPDATE es.projections SET paused = true WHERE projections.name = p.name;
-        PERFORM es._projector_wake();
-        RETURN;
-    END IF;
-    LOCK TABLE es.events IN SHARE MODE;
-    p := es._projection_lookup(name);
-    IF NOT p.paused THEN
-        -- everything committed so far has been applied
-        UPDATE es.projections SET paused = true,
-               paused_at_position = (SELECT coalesce(max(global_position), 0) FROM es.events)
-         WHERE projections.name = p.name;
-        PERFORM es._projection_changed();
-    END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION es.drop_projection(name text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p es.projections := es._projection_lookup(name);
-BEGIN
-    IF p.mode = 'inline' THEN
-        LOCK TABLE es.events IN SHARE MODE;
-    END IF;
-    DELETE FROM es.projections WHERE projections.name = p.name;
-    IF p.mode = 'async' THEN
-        PERFORM es._projector_wake();   -- the last one gone: the slot goes too
-    ELSE
-        PERFORM es._projection_changed();
-    END IF;
-END
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Try appends (issue 13, item 1)
 --
@@ -247,75 +202,181 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn record;
-    t regclass;
+    t pg_catalog.regclass;
 BEGIN
-    IF name IS NULL OR name = '' THEN
+    IF name IS NULL OR name OPERATOR(pg_catalog.=) '' THEN
         RAISE EXCEPTION 'projection name must not be NULL or empty' USING ERRCODE = '22023';
     END IF;
     IF handler IS NULL THEN
         RAISE EXCEPTION 'handler must not be NULL' USING ERRCODE = '22004';
     END IF;
     SELECT p.pronargs, p.proargtypes, p.prorettype, p.prokind INTO fn
-      FROM pg_proc p WHERE p.oid = handler;
-    IF fn.prokind <> 'f' OR fn.pronargs <> 1
-       OR fn.proargtypes[0] NOT IN ('es.event'::regtype, 'es.event[]'::regtype)
-       OR fn.prorettype <> 'void'::regtype THEN
+      FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) handler;
+    IF fn.prokind OPERATOR(pg_catalog.<>) 'f' OR fn.pronargs OPERATOR(pg_catalog.<>) 1
+       OR fn.proargtypes[0] OPERATOR(pg_catalog.<>)
+              ALL (ARRAY['es.event', 'es.event[]']::pg_catalog.regtype[]::pg_catalog.oid[])
+       OR fn.prorettype OPERATOR(pg_catalog.<>) 'pg_catalog.void'::pg_catalog.regtype THEN
         RAISE EXCEPTION 'handler % must be a function (e es.event) RETURNS void, or a batch handler (events es.event[]) RETURNS void', handler
             USING ERRCODE = '42P13';
     END IF;
     -- a batch handler takes the events of one or more committed transactions
-    IF fn.proargtypes[0] = 'es.event[]'::regtype AND mode = 'inline' THEN
+    IF fn.proargtypes[0] OPERATOR(pg_catalog.=) 'es.event[]'::pg_catalog.regtype
+       AND mode OPERATOR(pg_catalog.=) 'inline' THEN
         RAISE EXCEPTION 'inline projections take one event at a time'
             USING ERRCODE = '22023',
-                  DETAIL = format('The handler %s takes es.event[], a batch of events: that is for async projections.', handler),
+                  DETAIL = pg_catalog.format('The handler %s takes es.event[], a batch of events: that is for async projections.', handler),
                   HINT = 'Use mode => ''async'', or a handler (e es.event) RETURNS void.';
     END IF;
     -- it will run as its owner on every event: only that owner may lend it
     PERFORM es._check_function_owner(handler, 'handler');
-    IF mode IS NULL OR mode NOT IN ('inline', 'async') THEN
+    IF mode IS NULL OR mode OPERATOR(pg_catalog.<>) ALL (ARRAY['inline', 'async']) THEN
         RAISE EXCEPTION 'invalid projection mode "%"', mode
             USING ERRCODE = '22023', HINT = 'Use ''inline'' or ''async''.';
     END IF;
-    IF on_error IS NULL OR on_error NOT IN ('stop', 'park') THEN
+    IF on_error IS NULL OR on_error OPERATOR(pg_catalog.<>) ALL (ARRAY['stop', 'park']) THEN
         RAISE EXCEPTION 'invalid on_error "%"', on_error
             USING ERRCODE = '22023', HINT = 'Use ''stop'' or ''park''.';
     END IF;
-    IF mode = 'inline' AND on_error = 'park' THEN
+    IF mode OPERATOR(pg_catalog.=) 'inline' AND on_error OPERATOR(pg_catalog.=) 'park' THEN
         RAISE EXCEPTION 'inline projections cannot park events'
             USING ERRCODE = '22023',
                   DETAIL = 'An inline handler runs in the appending transaction: its error aborts the append.';
     END IF;
-    IF event_types IS NOT NULL AND (cardinality(event_types) = 0
-       OR array_position(event_types, NULL) IS NOT NULL OR '' = ANY (event_types)) THEN
+    IF event_types IS NOT NULL AND (pg_catalog.cardinality(event_types) OPERATOR(pg_catalog.=) 0
+       OR pg_catalog.array_position(event_types, NULL) IS NOT NULL
+       OR '' OPERATOR(pg_catalog.=) ANY (event_types)) THEN
         RAISE EXCEPTION 'event_types must be NULL (all) or a non-empty array of non-empty types'
             USING ERRCODE = '22023';
     END IF;
-    IF tables IS NOT NULL AND array_position(tables, NULL) IS NOT NULL THEN
+    IF tables IS NOT NULL AND pg_catalog.array_position(tables, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'tables must not contain NULL' USING ERRCODE = '22004';
     END IF;
     -- es.rebuild_projection truncates them: the caller must be allowed to
     FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
         PERFORM es._check_projection_table(t, name);
     END LOOP;
-    IF EXISTS (SELECT FROM es.projections p WHERE p.name = _create_projection.name) THEN
+    IF EXISTS (SELECT FROM ONLY es.projections p
+                WHERE p.name OPERATOR(pg_catalog.=) _create_projection.name) THEN
         RAISE EXCEPTION 'projection "%" already exists', name USING ERRCODE = '42710';
     END IF;
 
-    IF mode = 'async' THEN
+    IF mode OPERATOR(pg_catalog.=) 'async' THEN
         PERFORM es._projector_check();
-        -- the projector catches up from the table, then follows commits
-        INSERT INTO es.projections (name, handler, event_types, mode, tables, on_error,
-                                    phase, catchup_target)
-        VALUES (name, handler, event_types, mode, coalesce(tables, '{}'), on_error,
-                'catching_up', (SELECT coalesce(max(global_position), 0) FROM es.events));
-        PERFORM es._projector_wake();
-        RETURN;
+    ELSE
+        -- no append in flight: the replay and the trigger apply each event once
+        LOCK TABLE ONLY es.events IN SHARE MODE;
     END IF;
-    LOCK TABLE es.events IN SHARE MODE;
-    INSERT INTO es.projections (name, handler, event_types, mode, tables, on_error)
-    VALUES (name, handler, event_types, mode, coalesce(tables, '{}'), on_error);
-    PERFORM es._projection_replay(name, 0);
+    PERFORM es._projection_register(name, handler, event_types, mode, tables, on_error);
 END
 $$;
 COMMENT ON FUNCTION es._create_projection(text, regprocedure, text[], text, regclass[], text) IS
     'Internal: the implementation of es.create_projection, which checks the caller''s rights first.';
+
+-- ---------------------------------------------------------------------------
+-- One owner for a projection's state (issue 14): every change of a
+-- projection's row (its phase, paused, failed, its checkpoints) is a
+-- transition in C (src/projector/state.c), the same code whether an admin
+-- function, a projection worker or the projector makes it.  The admin
+-- functions keep their checks of the arguments and of the caller's rights,
+-- and their locks, and call es._projection_register (es._create_projection,
+-- above) or es._projection_transition.  Pausing or dropping also wakes the
+-- waiters of es.wait_for_projection (which then raise ES004 or 42704).
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION es._projection_register(
+    name text,
+    handler regprocedure,
+    event_types text[],
+    mode text,
+    tables regclass[],
+    on_error text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'es_projection_register' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION es._projection_register(text, regprocedure, text[], text, regclass[], text) IS
+    'Internal: registers a projection that es._create_projection checked, in its first state: an inline one replays the history, an async one starts catching up.';
+
+CREATE FUNCTION es._projection_transition(name text, transition text) RETURNS void
+AS 'MODULE_PATHNAME', 'es_projection_transition' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION es._projection_transition(text, text) IS
+    'Internal: locks a projection''s row, then pauses, resumes, rebuilds (truncating its tables as their owners) or drops it: transition ''pause'', ''resume'', ''rebuild'' or ''drop''.';
+
+REVOKE EXECUTE ON FUNCTION
+    es._projection_register(text, regprocedure, text[], text, regclass[], text),
+    es._projection_transition(text, text)
+FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION es.pause_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+BEGIN
+    IF p.mode OPERATOR(pg_catalog.=) 'inline' THEN
+        -- appends in flight commit first: the pause is after each of them
+        LOCK TABLE ONLY es.events IN SHARE MODE;
+    END IF;
+    PERFORM es._projection_transition(p.name, 'pause');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION es.resume_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+BEGIN
+    IF p.mode OPERATOR(pg_catalog.=) 'async' THEN
+        PERFORM es._projector_check();
+    ELSE
+        -- no append in flight: the replay and the trigger apply each event once
+        LOCK TABLE ONLY es.events IN SHARE MODE;
+    END IF;
+    PERFORM es._projection_transition(p.name, 'resume');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION es._rebuild_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+    t pg_catalog.regclass;
+BEGIN
+    IF p.mode OPERATOR(pg_catalog.=) 'async' THEN
+        PERFORM es._projector_check();
+    ELSE
+        -- no append in flight: the replay and the trigger apply each event once
+        LOCK TABLE ONLY es.events IN SHARE MODE;
+    END IF;
+    -- the row first (a worker's unit in flight finishes), then the caller's
+    -- right to truncate each of its tables: the ones the transition
+    -- truncates, as their owners, while this transaction holds the row
+    SELECT * INTO p FROM ONLY es.projections j
+     WHERE j.name OPERATOR(pg_catalog.=) p.name FOR NO KEY UPDATE OF j;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'projection "%" does not exist', name USING ERRCODE = '42704';
+    END IF;
+    FOREACH t IN ARRAY p.tables LOOP
+        PERFORM es._check_projection_table(t, p.name);
+    END LOOP;
+    PERFORM es._projection_transition(p.name, 'rebuild');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION es.drop_projection(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p es.projections := es._projection_lookup(name);
+BEGIN
+    IF p.mode OPERATOR(pg_catalog.=) 'inline' THEN
+        -- appends in flight commit first: each ran the handler or will not
+        LOCK TABLE ONLY es.events IN SHARE MODE;
+    END IF;
+    PERFORM es._projection_transition(p.name, 'drop');
+END
+$$;

@@ -110,9 +110,150 @@ catchup_recover(AsyncProjection *ap, int64 from, int64 before, int limit,
 	}
 }
 
+/* What a step's batch below the horizon leaves to do */
+typedef enum CatchupNext
+{
+	CATCHUP_NONE,				/* gone, live, paused, failed, or stopped now */
+	CATCHUP_MORE,				/* another batch */
+	CATCHUP_SWITCH				/* near the head: the switch to live */
+} CatchupNext;
+
+/*
+ * The projection "name", its row locked, if a catch-up step applies it:
+ * NULL when it is gone, live, paused or failed.
+ */
+static AsyncProjection *
+catchup_load(const char *name)
+{
+	List	   *aps = load_projections(name, true);
+	AsyncProjection *ap = aps != NIL ? linitial(aps) : NULL;
+
+	if (ap == NULL || is_live(ap) || !is_active(ap))
+		return NULL;
+	return ap;
+}
+
+/*
+ * Apply the events after caught_up_to that "snap" shows, below "before"
+ * (0: all), at most "limit" (0: all), recovering from an error as
+ * on_error says.  Returns the last position that counts as done; *more:
+ * the limit was reached.
+ */
+static int64
+catchup_apply(AsyncProjection *ap, Snapshot snap, int64 before, int limit, bool *more)
+{
+	ApplyUnit	u = {.p = ap->p, .snap = snap, .from = ap->caught_up_to,
+	.before = before, .limit = limit};
+
+	(void) projection_event_desc_get(true);
+	*more = false;
+	if (!apply_unit(&u))
+		return catchup_recover(ap, u.from, before, limit, snap, &u);
+	*more = limit > 0 && u.count >= limit;
+	return u.last;
+}
+
+/* A batch below the gap-safe horizon, in a transaction of its own */
+static CatchupNext
+catchup_batch(const char *name, MemoryContext cxt)
+{
+	CatchupNext next = CATCHUP_NONE;
+	AsyncProjection *ap;
+	Snapshot	snap;
+	int64		low;
+	int64		last;
+	bool		more;
+	int			guc_level;
+
+	MemoryContextSwitchTo(cxt);
+	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
+	MemoryContextSwitchTo(cxt);
+	snap = horizon_snapshot(&low);
+	PushActiveSnapshot(snap);
+	ap = catchup_load(name);
+	if (ap != NULL)
+	{
+		last = catchup_apply(ap, snap, low, CATCHUP_BATCH, &more);
+		if (last != ap->caught_up_to || ap->stopped)
+			state_caught_up(ap, last);
+		next = more ? CATCHUP_MORE : ap->stopped ? CATCHUP_NONE : CATCHUP_SWITCH;
+	}
+	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
+	projector_xact_end(guc_level);
+	MemoryContextSwitchTo(TopMemoryContext);
+	return next;
+}
+
 static KeptPlan current_snapshot_plan = {
 	"SELECT pg_catalog.pg_current_snapshot(), pg_catalog.pg_current_wal_insert_lsn()", NULL
 };
+
+/*
+ * S, the active snapshot as a pg_snapshot (copied into "cxt"), and the WAL
+ * insert position read just after it (*s_lsn)
+ */
+static Datum
+catchup_snapshot(MemoryContext cxt, XLogRecPtr *s_lsn)
+{
+	MemoryContext old;
+	Datum		s;
+	bool		isnull;
+
+	SPI_connect();
+	spi_run(&current_snapshot_plan, 0, NULL, NULL, NULL, true);
+	s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*s_lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	old = MemoryContextSwitchTo(cxt);
+	s = datumCopy(s, false, -1);
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	return s;
+}
+
+/*
+ * The switch to the decoded stream (see projector.h), in one transaction:
+ * L0 first (see switch_begin), then the projection's row, then S; apply
+ * what S shows after caught_up_to, and go live (unless it stopped).
+ */
+static void
+catchup_switch(const char *name, MemoryContext cxt)
+{
+	AsyncProjection *ap;
+	Datum		s;
+	XLogRecPtr	s_lsn;
+	int64		last;
+	bool		more;
+	int			guc_level;
+
+	processed_upto = switch_begin();
+	MemoryContextSwitchTo(cxt);
+	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
+	MemoryContextSwitchTo(cxt);
+
+	/*
+	 * The projection's row first: another worker's catch-up step may hold
+	 * it, and what that step applies (below caught_up_to) must be shown by
+	 * S.  So S is taken once the row is ours, after that step committed.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ap = catchup_load(name);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	s = catchup_snapshot(cxt, &s_lsn);
+	if (ap != NULL)
+	{
+		last = catchup_apply(ap, GetActiveSnapshot(), 0, 0, &more);
+		if (ap->stopped)
+			state_caught_up(ap, last);
+		else
+			state_go_live(ap, last, processed_upto, s, s_lsn);
+	}
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+	switch_end();
+	MemoryContextSwitchTo(TopMemoryContext);
+}
 
 /*
  * One step of a projection that reads the table: a batch below the
@@ -124,114 +265,13 @@ catchup_step(const char *name)
 {
 	MemoryContext step_cxt = AllocSetContextCreate(TopMemoryContext, "es projector catch-up",
 												   ALLOCSET_DEFAULT_SIZES);
-	List	   *aps;
-	AsyncProjection *ap;
-	Snapshot	snap;
-	int64		low;
-	int64		last;
-	bool		more = false;
-	ApplyUnit	u;
-	int			guc_level;
+	CatchupNext next = catchup_batch(name, step_cxt);
 
-	/* a batch below the horizon */
-	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
-	MemoryContextSwitchTo(step_cxt);
-	snap = horizon_snapshot(&low);
-	PushActiveSnapshot(snap);
-	aps = load_projections(name, true);
-	ap = aps != NIL ? linitial(aps) : NULL;
-	if (ap == NULL || is_live(ap) || !is_active(ap))
+	if (next == CATCHUP_SWITCH)
 	{
-		PopActiveSnapshot();
-		UnregisterSnapshot(snap);
-		projector_xact_end(guc_level);
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextDelete(step_cxt);
-		return false;
+		MemoryContextReset(step_cxt);
+		catchup_switch(name, step_cxt);
 	}
-	(void) projection_event_desc_get(true);
-	memset(&u, 0, sizeof(u));
-	u.p = ap->p;
-	u.snap = snap;
-	u.from = ap->caught_up_to;
-	u.before = low;
-	u.limit = CATCHUP_BATCH;
-	if (apply_unit(&u))
-	{
-		last = u.last;
-		more = u.count >= CATCHUP_BATCH;
-	}
-	else
-		last = catchup_recover(ap, u.from, low, CATCHUP_BATCH, snap, &u);
-	if (last != ap->caught_up_to || ap->stopped)
-		save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
-	PopActiveSnapshot();
-	UnregisterSnapshot(snap);
-	projector_xact_end(guc_level);
-	MemoryContextSwitchTo(TopMemoryContext);
-
-	if (more || ap->stopped)
-	{
-		MemoryContextDelete(step_cxt);
-		return more;
-	}
-
-	/* the switch: L0 first (see switch_begin), then S */
-	MemoryContextReset(step_cxt);
-	processed_upto = switch_begin();
-	guc_level = projector_xact_begin(psprintf("es: catching up projection \"%s\"", name));
-	MemoryContextSwitchTo(step_cxt);
-
-	/*
-	 * The projection's row first: another worker's catch-up step may hold
-	 * it, and what that step applies (below caught_up_to) must be shown by
-	 * S.  So S is taken once the row is ours, after that step committed.
-	 */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	aps = load_projections(name, true);
-	PopActiveSnapshot();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	{
-		Datum		s;
-		XLogRecPtr	s_lsn;
-		bool		isnull;
-
-		SPI_connect();
-		spi_run(&current_snapshot_plan, 0, NULL, NULL, NULL, true);
-		s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		s_lsn = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		{
-			MemoryContext old = MemoryContextSwitchTo(step_cxt);
-
-			s = datumCopy(s, false, -1);
-			MemoryContextSwitchTo(old);
-		}
-		SPI_finish();
-
-		ap = aps != NIL ? linitial(aps) : NULL;
-		if (ap != NULL && !is_live(ap) && is_active(ap))
-		{
-			(void) projection_event_desc_get(true);
-			memset(&u, 0, sizeof(u));
-			u.p = ap->p;
-			u.snap = GetActiveSnapshot();
-			u.from = ap->caught_up_to;
-			if (apply_unit(&u))
-				save_catchup(ap, u.last, true, processed_upto, s, s_lsn);
-			else
-			{
-				last = catchup_recover(ap, u.from, 0, 0, u.snap, &u);
-				if (ap->stopped)
-					save_catchup(ap, last, false, InvalidXLogRecPtr, (Datum) 0, InvalidXLogRecPtr);
-				else
-					save_catchup(ap, last, true, processed_upto, s, s_lsn);
-			}
-		}
-	}
-	PopActiveSnapshot();
-	projector_xact_end(guc_level);
-	switch_end();
-	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(step_cxt);
-	return false;
+	return next == CATCHUP_MORE;
 }

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.c
- *	  The projector's reads and writes of es.projections: loading the async
- *	  projections with their checkpoints (and their handlers' timeouts), and
- *	  saving a live checkpoint (applied_lsn) or a catch-up one
- *	  (caught_up_to), with the error of a projection that stopped.
+ *	  The projector's reads of es.projections: loading the async projections
+ *	  with their checkpoints (and their handlers' timeouts), and whether es
+ *	  is ready for them; the kept SPI plans of the projector's statements.
+ *	  Every write of a projection's state is a transition of state.c.
  *
  * Copyright (c) 2026, es developers
  *
@@ -154,98 +154,6 @@ load_projections(const char *name, bool lock)
 	}
 	SPI_finish();
 	return result;
-}
-
-bool
-is_live(AsyncProjection *ap)
-{
-	return strcmp(ap->phase, "live") == 0 && !XLogRecPtrIsInvalid(ap->applied_lsn);
-}
-
-bool
-is_active(AsyncProjection *ap)
-{
-	return !ap->p->paused && !ap->failed;
-}
-
-static KeptPlan save_live_plan = {
-	"UPDATE ONLY es.projections SET applied_lsn = $2,"
-	"       last_position = greatest(last_position, $3),"
-	"       last_applied_at = CASE WHEN $4 THEN pg_catalog.now() ELSE last_applied_at END,"
-	"       live_snapshot = CASE WHEN $5 THEN NULL ELSE live_snapshot END,"
-	"       live_snapshot_lsn = CASE WHEN $5 THEN NULL ELSE live_snapshot_lsn END,"
-	"       failed_at = CASE WHEN $6 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
-	"       last_error = coalesce($6, last_error),"
-	"       last_error_position = coalesce($7, last_error_position)"
-	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
-};
-
-/* Store a projection's checkpoint (and its error, if it stopped) */
-void
-save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot)
-{
-	Oid			types[7] = {TEXTOID, PG_LSNOID, INT8OID, BOOLOID, BOOLOID, TEXTOID, INT8OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', 'n'};
-
-	values[0] = CStringGetTextDatum(ap->p->name);
-	values[1] = LSNGetDatum(ap->new_applied_lsn);
-	values[2] = Int64GetDatum(ap->last_position);
-	values[3] = BoolGetDatum(applied);
-	values[4] = BoolGetDatum(forget_snapshot);
-	if (ap->stopped)
-	{
-		values[5] = CStringGetTextDatum(ap->error_message);
-		values[6] = Int64GetDatum(ap->error_position);
-		nulls[5] = nulls[6] = ' ';
-	}
-	SPI_connect();
-	spi_run(&save_live_plan, 7, types, values, nulls, false);
-	SPI_finish();
-}
-
-static KeptPlan save_catchup_plan = {
-	"UPDATE ONLY es.projections SET caught_up_to = $2,"
-	"       last_position = greatest(last_position, $2),"
-	"       last_applied_at = pg_catalog.now(),"
-	"       phase = CASE WHEN $3 THEN 'live' ELSE phase END,"
-	"       applied_lsn = CASE WHEN $3 THEN $4 ELSE applied_lsn END,"
-	"       live_snapshot = CASE WHEN $3 THEN $5 ELSE live_snapshot END,"
-	"       live_snapshot_lsn = CASE WHEN $3 THEN $6 ELSE live_snapshot_lsn END,"
-	"       failed_at = CASE WHEN $7 IS NULL THEN failed_at ELSE pg_catalog.now() END,"
-	"       last_error = coalesce($7, last_error),"
-	"       last_error_position = coalesce($8, last_error_position)"
-	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
-};
-
-void
-save_catchup(AsyncProjection *ap, int64 caught_up_to, bool go_live,
-			 XLogRecPtr l0, Datum snap, XLogRecPtr snap_lsn)
-{
-	Oid			types[8] = {TEXTOID, INT8OID, BOOLOID, PG_LSNOID, PG_SNAPSHOTOID,
-	PG_LSNOID, TEXTOID, INT8OID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', 'n', 'n', 'n', 'n', 'n'};
-
-	values[0] = CStringGetTextDatum(ap->p->name);
-	values[1] = Int64GetDatum(caught_up_to);
-	values[2] = BoolGetDatum(go_live);
-	if (go_live)
-	{
-		values[3] = LSNGetDatum(l0);
-		values[4] = snap;
-		values[5] = LSNGetDatum(snap_lsn);
-		nulls[3] = nulls[4] = nulls[5] = ' ';
-	}
-	if (ap->stopped)
-	{
-		values[6] = CStringGetTextDatum(ap->error_message);
-		values[7] = Int64GetDatum(ap->error_position);
-		nulls[6] = nulls[7] = ' ';
-	}
-	SPI_connect();
-	spi_run(&save_catchup_plan, 8, types, values, nulls, false);
-	SPI_finish();
 }
 
 /* Is es installed here, at a version with async projections? */

@@ -14,7 +14,7 @@
  * projection that has work and that no other worker holds (its row,
  * locked SKIP LOCKED), and apply one unit of it (apply.c) in a
  * transaction that also advances its checkpoint, applied_lsn
- * (checkpoint.c).  The projector confirms its slot, and removes logged
+ * (state.c).  The projector confirms its slot, and removes logged
  * batches, only up to the oldest live checkpoint, so after a crash (which
  * empties the log) decoding again from the slot gives back exactly what
  * was not applied.  A slow or stuck handler holds one worker and its own
@@ -42,6 +42,11 @@
  * A paused or failed projection keeps its checkpoint, which holds the
  * slot (and WAL) and the log back; the projector says so in the log.  When
  * it becomes active again, a worker applies what was logged after it.
+ *
+ * A projection's state (its phase, paused, failed, its checkpoints: its
+ * row in es.projections) changes only through the transitions of state.c,
+ * whether an admin function, a worker or the projector makes the change;
+ * its top comment draws the state machine.
  *
  * Backends only touch the shared state (launcher.c): their commits wake
  * the projector, which wakes its workers, and es.wait_for_projection's
@@ -162,6 +167,17 @@ typedef struct ApplyUnit
 	char	   *context;
 } ApplyUnit;
 
+/* A projection's row as an admin transition finds it, locked (state.c) */
+typedef struct StateRow
+{
+	char	   *name;
+	bool		async;			/* mode = 'async' */
+	bool		paused;
+	bool		paused_at_null;
+	int64		paused_at_position; /* inline, paused: what it had applied */
+	List	   *tables;			/* OIDs of its tables */
+} StateRow;
+
 /* Run a statement through SPI with a plan kept for the worker's life */
 typedef struct KeptPlan
 {
@@ -239,13 +255,25 @@ extern int	server_lock_timeout;
 extern int	spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values,
 					const char *nulls, bool read_only);
 extern List *load_projections(const char *name, bool lock);
-extern bool is_live(AsyncProjection *ap);
-extern bool is_active(AsyncProjection *ap);
-extern void save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot);
-extern void save_catchup(AsyncProjection *ap, int64 caught_up_to, bool go_live,
-						 XLogRecPtr l0, Datum snap, XLogRecPtr snap_lsn);
 extern bool extension_ready(void);
 extern bool name_in(List *names, const char *name);
+
+/* state.c: every transition of a projection's state */
+extern bool is_live(AsyncProjection *ap);
+extern bool is_active(AsyncProjection *ap);
+extern void state_lock(const char *name, bool for_drop, StateRow *row);
+extern void state_reset(StateRow *row, bool unpause);
+extern void state_caught_up(AsyncProjection *ap, int64 caught_up_to);
+extern void state_go_live(AsyncProjection *ap, int64 caught_up_to, XLogRecPtr l0,
+						  Datum snap, XLogRecPtr snap_lsn);
+extern void save_checkpoint(AsyncProjection *ap, bool applied, bool forget_snapshot);
+extern void state_note_waiting(const char *why);
+extern void state_clear_waiting(void);
+
+/* SQL functions of launcher.c and handler.c that state.c calls directly */
+extern PGDLLEXPORT Datum es_projector_wake(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum es_projection_changed(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum es_projection_replay(PG_FUNCTION_ARGS);
 
 /* catchup.c */
 extern bool catchup_step(const char *name);

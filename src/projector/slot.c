@@ -179,50 +179,6 @@ slot_is_ours(bool *exists, char **why)
 	return *why == NULL;
 }
 
-/* The prefix of the last_error that says why the projector waits */
-#define WAITING_PREFIX "waiting: "
-
-/*
- * The notes in last_error, each behind a look that writes nothing (an
- * UPDATE of es.projections fires its statement trigger, which sends an
- * invalidation, even when no row changes).
- */
-static KeptPlan waiting_note_check_plan = {
-	"SELECT FROM ONLY es.projections"
-	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
-	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1) LIMIT 1", NULL
-};
-
-static KeptPlan waiting_note_plan = {
-	"UPDATE ONLY es.projections SET last_error = $1"
-	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
-	"   AND (last_error IS NULL OR last_error OPERATOR(pg_catalog.<>) $1)", NULL
-};
-
-static KeptPlan waiting_clear_check_plan = {
-	"SELECT FROM ONLY es.projections"
-	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
-	"   AND pg_catalog.starts_with(last_error, $1) LIMIT 1", NULL
-};
-
-static KeptPlan waiting_clear_plan = {
-	"UPDATE ONLY es.projections SET last_error = NULL"
-	" WHERE mode OPERATOR(pg_catalog.=) 'async' AND failed_at IS NULL"
-	"   AND pg_catalog.starts_with(last_error, $1)", NULL
-};
-
-/* Run "update" with the text "arg" when "check" finds a row.  In SPI. */
-static void
-update_if_needed(KeptPlan *check, KeptPlan *update, const char *arg)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(arg)};
-
-	spi_run(check, 1, types, values, NULL, true);
-	if (SPI_processed > 0)
-		spi_run(update, 1, types, values, NULL, false);
-}
-
 /*
  * The publication or the slot is not es's own: use neither, drop neither
  * (it is somebody's), and wait until it is gone, looking again every few
@@ -255,10 +211,7 @@ projector_wait(const char *what, const char *why, const char *hint)
 	waiting_for = MemoryContextStrdup(TopMemoryContext, what);
 	attach_retry_at = TimestampTzPlusMilliseconds(now, 5000);
 
-	SPI_connect();
-	update_if_needed(&waiting_note_check_plan, &waiting_note_plan,
-					 psprintf(WAITING_PREFIX "%s is not es's own. %s.", what, why));
-	SPI_finish();
+	state_note_waiting(psprintf("%s is not es's own. %s.", what, why));
 }
 
 /* Waiting over (or never begun): forget it, in the log and in the catalog */
@@ -274,9 +227,7 @@ projector_wait_done(void)
 		waiting_for = NULL;
 	}
 	attach_retry_at = 0;
-	SPI_connect();
-	update_if_needed(&waiting_clear_check_plan, &waiting_clear_plan, WAITING_PREFIX);
-	SPI_finish();
+	state_clear_waiting();
 }
 
 static KeptPlan any_async_plan = {
@@ -285,86 +236,39 @@ static KeptPlan any_async_plan = {
 };
 
 static KeptPlan lost_list_plan = {
-	"SELECT p.name, p.tables::pg_catalog.oid[] FROM ONLY es.projections p"
+	"SELECT p.name FROM ONLY es.projections p"
 	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND p.applied_lsn IS NOT NULL"
 	" ORDER BY p.name FOR NO KEY UPDATE OF p", NULL
-};
-
-static KeptPlan lost_reset_plan = {
-	"UPDATE ONLY es.projections"
-	"   SET phase = 'rebuilding', failed_at = NULL, last_error = NULL,"
-	"       last_error_position = NULL, caught_up_to = 0, last_position = 0,"
-	"       applied_lsn = NULL, live_snapshot = NULL, live_snapshot_lsn = NULL,"
-	"       last_applied_at = NULL,"
-	"       catchup_target = (SELECT coalesce(pg_catalog.max(e.global_position), 0)"
-	"                           FROM ONLY es.events e)"
-	" WHERE name OPERATOR(pg_catalog.=) $1", NULL
-};
-
-static KeptPlan lost_errors_plan = {
-	"DELETE FROM ONLY es.projection_errors e"
-	" WHERE e.projection OPERATOR(pg_catalog.=) $1", NULL
 };
 
 /*
  * Live async projections without the slot they were following (a restored
  * dump, a slot dropped by hand or invalidated, a publication that lost
- * es.events) cannot know what they missed: rebuild them, as
- * es.rebuild_projection does, but here, in C, so that no role's rights
- * come into it but the tables' owners' (projection_truncate_as_owner): the
- * projector is a superuser, and es.rebuild_projection runs as the
- * extension's owner.  Paused ones stay paused.  Returns how many.  In a
- * transaction.
+ * es.events) cannot know what they missed: rebuild them (state_reset, as
+ * es.rebuild_projection does), here, so that no role's rights come into it
+ * but the tables' owners': the projector is a superuser, and
+ * es.rebuild_projection runs as the extension's owner.  Paused ones stay
+ * paused.  Returns how many.  In a transaction.
  */
 static uint64
 rebuild_lost(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *names = NIL;
-	List	   *tables = NIL;
-	ListCell   *ln;
-	ListCell   *lt;
+	ListCell   *lc;
 	uint64		i;
 
 	SPI_connect();
 	spi_run(&lost_list_plan, 0, NULL, NULL, NULL, false);
 	for (i = 0; i < SPI_processed; i++)
+		names = lappend(names, MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[i],
+																	 SPI_tuptable->tupdesc, 1)));
+	foreach(lc, names)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		List	   *oids = NIL;
-		bool		isnull;
-		Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+		StateRow	row;
 
-		if (!isnull)
-		{
-			Datum	   *elems;
-			bool	   *enulls;
-			int			n;
-			int			j;
-
-			deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true,
-							  TYPALIGN_INT, &elems, &enulls, &n);
-			for (j = 0; j < n; j++)
-				if (!enulls[j])
-					oids = lappend_oid(oids, DatumGetObjectId(elems[j]));
-		}
-		names = lappend(names, SPI_getvalue(tup, desc, 1));
-		tables = lappend(tables, oids);
-		MemoryContextSwitchTo(old);
-	}
-
-	forboth(ln, names, lt, tables)
-	{
-		Oid			types[1] = {TEXTOID};
-		Datum		values[1] = {CStringGetTextDatum(lfirst(ln))};
-		ListCell   *lc;
-
-		spi_run(&lost_reset_plan, 1, types, values, NULL, false);
-		foreach(lc, (List *) lfirst(lt))
-			projection_truncate_as_owner(lfirst_oid(lc), lfirst(ln));
-		spi_run(&lost_errors_plan, 1, types, values, NULL, false);
+		state_lock(lfirst(lc), false, &row);
+		state_reset(&row, false);
 	}
 	SPI_finish();
 	return list_length(names);
