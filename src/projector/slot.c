@@ -275,19 +275,15 @@ rebuild_lost(void)
 }
 
 /*
- * The slot: acquire it, or create it (and the publication first:
- * pgoutput looks it up as of each decoded commit), each only if it is es's
- * own (publication_state, slot_is_ours; otherwise projector_wait).  Live
- * projections without a slot are rebuilt (rebuild_lost); so are they when
- * es's publication lost es.events (pg_dump does not dump an extension
- * table's membership): commits were decoded without their events.
+ * Is there anything to attach for, and may we?  Looks, in a transaction,
+ * for an async projection, then at the publication and the slot
+ * (publication_state, slot_is_ours; projector_wait when either is not
+ * es's own).  Sets *pub and *slot_exists.
  */
-AttachResult
-projector_attach(void)
+static AttachResult
+attach_look(PubState *pub, bool *slot_exists)
 {
 	bool		any;
-	PubState	pub = PUB_NONE;
-	bool		slot_exists = false;
 	bool		wait = false;
 	int			guc_level;
 
@@ -307,49 +303,46 @@ projector_attach(void)
 
 		events_relid = es_relation_oid(ES_EVENTS);
 		foreign_relation_logged = false;
-		pub = publication_state(events_relid, &why);
-		if (pub == PUB_FOREIGN)
+		*pub = publication_state(events_relid, &why);
+		if (*pub == PUB_FOREIGN)
 			projector_wait("the publication \"es_events\"", why,
 						   "Drop it (DROP PUBLICATION es_events) or rename it (ALTER PUBLICATION es_events RENAME TO ...): es creates and uses a publication es_events of its own.");
-		else if (!slot_is_ours(&slot_exists, &why))
+		else if (!slot_is_ours(slot_exists, &why))
 			projector_wait(psprintf("the replication slot \"%s\"", slot_name), why,
 						   psprintf("Drop it (SELECT pg_drop_replication_slot('%s')): es creates and uses a slot of that name of its own.",
 									slot_name));
 		else
 			projector_wait_done();
-		wait = pub == PUB_FOREIGN || why != NULL;
+		wait = *pub == PUB_FOREIGN || why != NULL;
 	}
 	PopActiveSnapshot();
 	projector_xact_end(guc_level);
-	if (!any)
-		return ATTACH_NOTHING;
-	if (wait)
-		return ATTACH_WAIT;
+	return !any ? ATTACH_NOTHING : wait ? ATTACH_WAIT : ATTACH_OK;
+}
 
-	/*
-	 * The server invalidated the slot: most often max_slot_wal_keep_size
-	 * reached (a long pause), the WAL is gone.  Say which cause it was.
-	 */
-	if (slot_exists)
+/*
+ * Drop our slot when it cannot be followed: the server invalidated it
+ * (most often max_slot_wal_keep_size reached in a long pause: the WAL is
+ * gone; say which cause it was), or the publication does not publish
+ * es.events.
+ */
+static void
+attach_drop_unusable(PubState pub, bool slot_exists)
+{
+	ReplicationSlot *slot = slot_exists ? SearchNamedReplicationSlot(slot_name, true) : NULL;
+	const char *cause = slot != NULL ? ReplicationSlotInvalidationCause_compat(slot) : NULL;
+
+	if (cause != NULL)
 	{
-		ReplicationSlot *slot = SearchNamedReplicationSlot(slot_name, true);
-		const char *cause = NULL;
-
-		if (slot != NULL)
-			cause = ReplicationSlotInvalidationCause_compat(slot);
-		if (cause != NULL)
-		{
-			ereport(WARNING,
-					(errmsg("es projector: the replication slot \"%s\" was invalidated (%s); dropping it",
-							slot_name, cause),
-					 strcmp(cause, "wal_removed") == 0 ?
-					 errdetail("It held more WAL than max_slot_wal_keep_size allows.") :
-					 strcmp(cause, "idle_timeout") == 0 ?
-					 errdetail("It was unused for longer than idle_replication_slot_timeout allows.") : 0));
-			ReplicationSlotDrop(slot_name, true);
-		}
+		ereport(WARNING,
+				(errmsg("es projector: the replication slot \"%s\" was invalidated (%s); dropping it",
+						slot_name, cause),
+				 strcmp(cause, "wal_removed") == 0 ?
+				 errdetail("It held more WAL than max_slot_wal_keep_size allows.") :
+				 strcmp(cause, "idle_timeout") == 0 ?
+				 errdetail("It was unused for longer than idle_replication_slot_timeout allows.") : 0));
+		ReplicationSlotDrop(slot_name, true);
 	}
-
 	if (pub != PUB_OURS && SearchNamedReplicationSlot(slot_name, true) != NULL)
 	{
 		ereport(WARNING,
@@ -357,42 +350,72 @@ projector_attach(void)
 						slot_name)));
 		ReplicationSlotDrop(slot_name, true);
 	}
+}
 
+/*
+ * No slot: rebuild the live projections that followed one (rebuild_lost),
+ * make the publication publish es.events, then create the slot in a
+ * transaction of its own (a logical slot cannot be created in a
+ * transaction that has written anything).
+ */
+static void
+attach_create(PubState pub)
+{
+	uint64		rebuilt;
+	int			guc_level;
+
+	guc_level = projector_xact_begin("attaching");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rebuilt = rebuild_lost();
+	if (rebuilt > 0)
+		ereport(WARNING,
+				(errmsg("es projector: no replication slot \"%s\" for live async projections; rebuilding %llu of them",
+						slot_name, (unsigned long long) rebuilt)));
+	SPI_connect();
+	if (pub == PUB_NONE &&
+		SPI_execute("CREATE PUBLICATION es_events FOR TABLE ONLY es.events (global_position)"
+					" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "es projector: could not create the publication es_events");
+	if (pub == PUB_OURS_EMPTY &&
+		SPI_execute("ALTER PUBLICATION es_events ADD TABLE ONLY es.events (global_position)",
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "es projector: could not add es.events to the publication es_events");
+	SPI_finish();
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+
+	guc_level = projector_xact_begin("attaching");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
+							 quote_literal_cstr(slot_name)), false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
+	SPI_finish();
+	PopActiveSnapshot();
+	projector_xact_end(guc_level);
+	ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
+}
+
+/*
+ * The slot: acquire it, or create it (and the publication first:
+ * pgoutput looks it up as of each decoded commit), each only if it is es's
+ * own (attach_look).  Live projections without a slot are rebuilt
+ * (attach_create); so are they when es's publication lost es.events
+ * (pg_dump does not dump an extension table's membership): commits were
+ * decoded without their events.
+ */
+AttachResult
+projector_attach(void)
+{
+	PubState	pub = PUB_NONE;
+	bool		slot_exists = false;
+	AttachResult result = attach_look(&pub, &slot_exists);
+
+	if (result != ATTACH_OK)
+		return result;
+	attach_drop_unusable(pub, slot_exists);
 	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
-	{
-		uint64		rebuilt;
-
-		guc_level = projector_xact_begin("attaching");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		rebuilt = rebuild_lost();
-		if (rebuilt > 0)
-			ereport(WARNING,
-					(errmsg("es projector: no replication slot \"%s\" for live async projections; rebuilding %llu of them",
-							slot_name, (unsigned long long) rebuilt)));
-		SPI_connect();
-		if (pub == PUB_NONE &&
-			SPI_execute("CREATE PUBLICATION es_events FOR TABLE ONLY es.events (global_position)"
-						" WITH (publish = 'insert')", false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "es projector: could not create the publication es_events");
-		if (pub == PUB_OURS_EMPTY &&
-			SPI_execute("ALTER PUBLICATION es_events ADD TABLE ONLY es.events (global_position)",
-						false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "es projector: could not add es.events to the publication es_events");
-		SPI_finish();
-		PopActiveSnapshot();
-		projector_xact_end(guc_level);
-
-		guc_level = projector_xact_begin("attaching");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		SPI_connect();
-		if (SPI_execute(psprintf("SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput')",
-								 quote_literal_cstr(slot_name)), false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "es projector: could not create the replication slot %s", slot_name);
-		SPI_finish();
-		PopActiveSnapshot();
-		projector_xact_end(guc_level);
-		ereport(LOG, (errmsg("es projector: created replication slot \"%s\"", slot_name)));
-	}
+		attach_create(pub);
 	ReplicationSlotAcquire_compat(slot_name, true);
 	/* held now, nobody can replace it: look once more, closing the window */
 	if (MyReplicationSlot->data.database != MyDatabaseId ||
