@@ -203,6 +203,73 @@ lifecycle_spi(const char *sql, int nargs, Oid *types, Datum *values)
 		elog(ERROR, "es: query failed: %s", SPI_result_code_string(rc));
 }
 
+/*
+ * Remove up to "budget" hidden events of one stream, the oldest first, and
+ * move its scavenged_to; returns how many (0: none hidden), and sets
+ * *up_to to the last version removed.  In es_scavenge's loop.
+ */
+static int64
+scavenge_stream(Datum stream_id, int64 budget, int64 *up_to)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2] = {stream_id, Int64GetDatum(budget)};
+	bool		isnull;
+	int64		removed;
+
+	/*
+	 * Does the stream hide anything?  Only a hint, under no lock: what a
+	 * retention change commits meanwhile is for the next scavenge (a
+	 * tightening) or decided again below (a relaxation).
+	 */
+	lifecycle_spi("SELECT 1 FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
+				  "    ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+				  " WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
+				  "   AND es.event_hidden(m, x.stream_version, x.recorded_at)"
+				  " LIMIT 1", 1, types, values);
+	if (SPI_processed == 0)
+		return 0;
+
+	/*
+	 * Lock the stream's lifecycle row before deciding what is hidden.
+	 * es.set_stream_metadata, es.delete_stream and es.tombstone_stream
+	 * update that row, so an open retention change makes us wait for its
+	 * end, and one that comes later waits for ours (we update the row below
+	 * anyway: no weaker lock first, which two scavenges would deadlock
+	 * upgrading).  Under READ COMMITTED the DELETE below takes a new
+	 * snapshot, after the lock: it sees the setting as committed, and
+	 * nothing can change it before our commit.  Under REPEATABLE READ or
+	 * SERIALIZABLE, a change committed after our snapshot makes the lock
+	 * fail (40001) instead of letting an old snapshot decide.  The stream's
+	 * append lock is not taken: appends go on during a scavenge.
+	 */
+	lifecycle_spi("SELECT 1 FROM ONLY es.stream_metadata m"
+				  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1"
+				  "   FOR NO KEY UPDATE OF m", 1, types, values);
+	if (SPI_processed == 0)
+		return 0;
+	lifecycle_spi("WITH gone AS ("
+				  "  DELETE FROM ONLY es.events e"
+				  "   WHERE e.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+				  "    SELECT x.ctid FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
+				  "        ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
+				  "     WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
+				  "       AND es.event_hidden(m, x.stream_version, x.recorded_at)"
+				  "     ORDER BY x.stream_version LIMIT $2))"
+				  "  RETURNING e.stream_version) "
+				  "SELECT pg_catalog.count(*), pg_catalog.max(g.stream_version) FROM gone g",
+				  2, types, values);
+	removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (removed == 0)
+		return 0;
+	*up_to = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	values[1] = Int64GetDatum(*up_to);
+	lifecycle_spi("UPDATE ONLY es.stream_metadata m"
+				  " SET scavenged_to = GREATEST(m.scavenged_to, $2),"
+				  " updated_at = pg_catalog.now()"
+				  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1", 2, types, values);
+	return removed;
+}
+
 PG_FUNCTION_INFO_V1(es_scavenge);
 
 /*
@@ -247,78 +314,22 @@ es_scavenge(PG_FUNCTION_ARGS)
 	{
 		for (s = 0; s < streams->numvals && budget > 0; s++)
 		{
-			Oid			types[2] = {TEXTOID, INT8OID};
-			Datum		values[2];
 			bool		isnull;
+			Datum		stream_id = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
+			int64		up_to = 0;
 			int64		removed;
-			int64		up_to;
+			Datum		out[3];
+			bool		outnull[3] = {false, false, false};
 
 			CHECK_FOR_INTERRUPTS();
-			values[0] = SPI_getbinval(streams->vals[s], streams->tupdesc, 1, &isnull);
-
-			/*
-			 * Does the stream hide anything?  Only a hint, under no lock: what
-			 * a retention change commits meanwhile is for the next scavenge
-			 * (a tightening) or decided again below (a relaxation).
-			 */
-			lifecycle_spi("SELECT 1 FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
-						  "    ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
-						  " WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
-						  "   AND es.event_hidden(m, x.stream_version, x.recorded_at)"
-						  " LIMIT 1", 1, types, values);
-			if (SPI_processed == 0)
-				continue;
-
-			/*
-			 * Lock the stream's lifecycle row before deciding what is hidden.
-			 * es.set_stream_metadata, es.delete_stream and es.tombstone_stream
-			 * update that row, so an open retention change makes us wait for
-			 * its end, and one that comes later waits for ours (we update the
-			 * row below anyway: no weaker lock first, which two scavenges
-			 * would deadlock upgrading).  Under READ COMMITTED the DELETE
-			 * below takes a new snapshot, after the lock: it sees the
-			 * setting as committed, and nothing can change it before our
-			 * commit.  Under REPEATABLE READ or SERIALIZABLE, a change
-			 * committed after our snapshot makes the lock fail (40001)
-			 * instead of letting an old snapshot decide.  The stream's append
-			 * lock is not taken: appends go on during a scavenge.
-			 */
-			lifecycle_spi("SELECT 1 FROM ONLY es.stream_metadata m"
-						  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1"
-						  "   FOR NO KEY UPDATE OF m", 1, types, values);
-			if (SPI_processed == 0)
-				continue;
-			values[1] = Int64GetDatum(budget);
-			lifecycle_spi("WITH gone AS ("
-						  "  DELETE FROM ONLY es.events e"
-						  "   WHERE e.ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-						  "    SELECT x.ctid FROM ONLY es.events x JOIN ONLY es.stream_metadata m"
-						  "        ON m.stream_id OPERATOR(pg_catalog.=) x.stream_id"
-						  "     WHERE x.stream_id OPERATOR(pg_catalog.=) $1"
-						  "       AND es.event_hidden(m, x.stream_version, x.recorded_at)"
-						  "     ORDER BY x.stream_version LIMIT $2))"
-						  "  RETURNING e.stream_version) "
-						  "SELECT pg_catalog.count(*), pg_catalog.max(g.stream_version) FROM gone g",
-						  2, types, values);
-			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			removed = scavenge_stream(stream_id, budget, &up_to);
 			if (removed == 0)
 				continue;
-			up_to = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			values[1] = Int64GetDatum(up_to);
-			lifecycle_spi("UPDATE ONLY es.stream_metadata m"
-						  " SET scavenged_to = GREATEST(m.scavenged_to, $2),"
-						  " updated_at = pg_catalog.now()"
-						  " WHERE m.stream_id OPERATOR(pg_catalog.=) $1", 2, types, values);
 			budget -= removed;
-			{
-				Datum		out[3];
-				bool		outnull[3] = {false, false, false};
-
-				out[0] = PointerGetDatum(DatumGetTextPCopy(values[0]));
-				out[1] = Int64GetDatum(removed);
-				out[2] = Int64GetDatum(up_to);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
-			}
+			out[0] = PointerGetDatum(DatumGetTextPCopy(stream_id));
+			out[1] = Int64GetDatum(removed);
+			out[2] = Int64GetDatum(up_to);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 		}
 	}
 	PG_FINALLY();
