@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
@@ -550,6 +551,90 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 }
 
 /*
+ * How many bytes of stored columns follow es.event's columns in a row of
+ * es.events, or -1 when its rows cannot be copied as rows of es.event.
+ * They can when the table begins with es.event's columns (as "result"
+ * has them, in that order, none dropped) and the columns after them are
+ * of fixed lengths that keep them aligned (the transaction id): then the
+ * first READ_NATTS columns of a stored row, with no null, are its bytes up
+ * to that many from its end, laid out exactly as heap_form_minimal_tuple
+ * would lay out the same values.
+ */
+static int
+read_stored_tail(TupleDesc stored, TupleDesc result)
+{
+	int			tail = 0;
+	int			i;
+
+	if (stored->natts < READ_NATTS || result->natts != READ_NATTS)
+		return -1;
+	for (i = 0; i < stored->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(stored, i);
+
+		if (att->attisdropped)
+			return -1;
+		if (i < READ_NATTS)
+		{
+			if (att->atttypid != TupleDescAttr(result, i)->atttypid)
+				return -1;
+		}
+		else if (att->attlen <= 0 || att->attlen % ALIGNOF_DOUBLE != 0)
+			return -1;
+		else
+			tail += att->attlen;
+	}
+	/* recorded_at ends aligned for whatever follows it */
+	if (TupleDescAttr(stored, READ_NATTS - 1)->attlen != 8 ||
+		TupleDescAttr(stored, READ_NATTS - 1)->attalign != TYPALIGN_DOUBLE)
+		return -1;
+	return tail;
+}
+
+/*
+ * Put a stored row (in "slot", a row of es.events) into a read's result as
+ * it is stored, cut after its es.event columns: one copy of its bytes
+ * instead of taking its columns apart and putting them together again.
+ * "tail" is read_stored_tail's; "scratch" a buffer kept by the caller.
+ * Returns false, putting nothing, when the row is not of the copyable kind
+ * (a null, or a number of columns other than the table's).
+ */
+static bool
+read_put_stored(Tuplestorestate *result, TupleTableSlot *slot, int tail,
+				int natts, char **scratch, Size *scratch_size)
+{
+	HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
+	HeapTupleHeader hdr = stored->t_data;
+	HeapTupleData row;
+	Size		len;
+
+	if (HeapTupleHasNulls(stored))
+		return false;
+	if (HeapTupleHeaderGetNatts(hdr) == natts)
+		len = stored->t_len - tail;
+	else if (HeapTupleHeaderGetNatts(hdr) == READ_NATTS)
+		len = stored->t_len;	/* written before the columns after them */
+	else
+		return false;
+	if (len > *scratch_size)
+	{
+		*scratch = *scratch == NULL ? palloc(len) : repalloc(*scratch, len);
+		*scratch_size = len;
+	}
+	memcpy(*scratch, hdr, len);
+	hdr = (HeapTupleHeader) *scratch;
+	HeapTupleHeaderSetNatts(hdr, READ_NATTS);
+	/* what the row's bytes hold; nothing about the stored row's visibility */
+	hdr->t_infomask &= (HEAP_HASVARWIDTH | HEAP_HASEXTERNAL);
+	row.t_len = len;
+	row.t_data = hdr;
+	ItemPointerSetInvalid(&row.t_self);
+	row.t_tableOid = InvalidOid;
+	tuplestore_puttuple(result, &row);
+	return true;
+}
+
+/*
  * es.read_stream without SPI: an index scan of the primary key (stream_id,
  * stream_version) under the statement's snapshot, the events copied into
  * the result as they come, upcast when a step applies.  It returns what
@@ -568,10 +653,15 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	Relation	index;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
+	int			nkeys;
 	TupleTableSlot *slot;
 	MemoryContext per_event = NULL;
 	int64		emitted = 0;
 	bool		upcasting = upcast_any();
+	bool		need_values = upcasting || has_as_of || has_min;
+	int			tail;
+	char	   *scratch = NULL;
+	Size		scratch_size = 0;
 	EsUserCodeBatch batch;
 
 	read_materialize(fcinfo);
@@ -587,24 +677,32 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	rel = table_open(relid, AccessShareLock);
 	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
 	slot = table_slot_create(rel, NULL);
+	tail = read_stored_tail(RelationGetDescr(rel), rsinfo->setDesc);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GE, Int64GetDatum(from));
-	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	/* versions start at 1: from 1 on is the whole stream, one key less to check per event */
+	nkeys = 1;
+	if (from > 1)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8GE, Int64GetDatum(from));
+	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection,
 							  slot))
 	{
 		Datum		values[READ_NATTS];
 		bool		nulls[READ_NATTS];
+		bool		put = false;
 
 		CHECK_FOR_INTERRUPTS();
-		slot_getsomeattrs(slot, READ_NATTS);
-		memcpy(values, slot->tts_values, sizeof(values));
-		memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+		if (need_values)
+		{
+			slot_getsomeattrs(slot, READ_NATTS);
+			memcpy(values, slot->tts_values, sizeof(values));
+			memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+		}
 		if (has_as_of || has_min)
 		{
 			TimestampTz at = DatumGetTimestampTz(values[READ_ATT_RECORDED_AT - 1]);
@@ -617,13 +715,26 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		{
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
-			(void) upcast_values_batched(values, nulls, &batch);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			put = upcast_values_batched(values, nulls, &batch);
+			if (put)
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
 		}
-		else
+		/* no step applies: the event leaves as it is stored */
+		if (!put && (tail < 0 ||
+					 !read_put_stored(rsinfo->setResult, slot, tail,
+									  RelationGetDescr(rel)->natts,
+									  &scratch, &scratch_size)))
+		{
+			if (!need_values)
+			{
+				slot_getsomeattrs(slot, READ_NATTS);
+				memcpy(values, slot->tts_values, sizeof(values));
+				memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+			}
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 		if (++emitted == limit)
 			break;
 	}
@@ -635,6 +746,8 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	table_close(rel, AccessShareLock);
 	if (per_event)
 		MemoryContextDelete(per_event);
+	if (scratch)
+		pfree(scratch);
 }
 
 PG_FUNCTION_INFO_V1(es_read_stream);
