@@ -220,75 +220,6 @@ read_type_wanted(HeapTuple tuple, TupleDesc desc, List *types)
 }
 
 /*
- * The memory of the results of es's reads.  A set-returning function hands
- * its rows over in a tuplestore that lives as long as the query; made in the
- * query's memory, the rows of each read (a few MB for 10k events) would go
- * to fresh memory every time, each page taken with a page fault and handed
- * back to the system when the query ends.  Made here instead, the rows that
- * the tuplestore frees when the query is done with them are reused by the
- * next read.  The rows of a query that failed are not freed by it: they stay
- * until the context is reset, which happens when no result is in use and
- * the context has grown past READ_RESULT_KEEP, so that the memory kept,
- * free or not, stays about that size.  (From PostgreSQL 17 on, a tuplestore
- * keeps its rows in a memory context of its own, a child of this one, that
- * it deletes when it ends: then only its state is kept here, and the rows
- * go to fresh memory each time as before.)
- */
-#define READ_RESULT_KEEP	(8 * 1024 * 1024)
-
-static MemoryContext read_result_cxt = NULL;
-static int	read_result_users = 0;	/* queries whose result is in it */
-
-/* A query that used a result of read_result_cxt is over (ended or failed) */
-static void
-read_result_done(void *arg)
-{
-	if (read_result_users > 0)
-		read_result_users--;
-	if (read_result_users == 0 &&
-		MemoryContextMemAllocated(read_result_cxt, true) > READ_RESULT_KEEP)
-		MemoryContextReset(read_result_cxt);
-}
-
-/*
- * Start the result of a set-returning read (as InitMaterializedSRF with
- * MAT_SRF_USE_EXPECTED_DESC), its rows in read_result_cxt.
- */
-static void
-read_materialize(FunctionCallInfo fcinfo)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query;
-	MemoryContext old;
-	MemoryContextCallback *cb;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (!(rsinfo->allowedModes & SFRM_Materialize) || rsinfo->expectedDesc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("materialize mode required, but it is not allowed in this context")));
-	if (read_result_cxt == NULL)
-		read_result_cxt = AllocSetContextCreate(TopMemoryContext, "es read results",
-												ALLOCSET_DEFAULT_SIZES);
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
-	old = MemoryContextSwitchTo(per_query);
-	rsinfo->setDesc = CreateTupleDescCopy(rsinfo->expectedDesc);
-	cb = palloc(sizeof(MemoryContextCallback));
-	cb->func = read_result_done;
-	cb->arg = NULL;
-	MemoryContextRegisterResetCallback(per_query, cb);
-	read_result_users++;
-	MemoryContextSwitchTo(read_result_cxt);
-	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
-											  false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	MemoryContextSwitchTo(old);
-}
-
-/*
  * Run a read plan and return its events as the function's result set.
  * "snapshot" is the snapshot to read with, or NULL for the statement's.
  *
@@ -551,90 +482,6 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 }
 
 /*
- * How many bytes of stored columns follow es.event's columns in a row of
- * es.events, or -1 when its rows cannot be copied as rows of es.event.
- * They can when the table begins with es.event's columns (as "result"
- * has them, in that order, none dropped) and the columns after them are
- * of fixed lengths that keep them aligned (the transaction id): then the
- * first READ_NATTS columns of a stored row, with no null, are its bytes up
- * to that many from its end, laid out exactly as heap_form_minimal_tuple
- * would lay out the same values.
- */
-static int
-read_stored_tail(TupleDesc stored, TupleDesc result)
-{
-	int			tail = 0;
-	int			i;
-
-	if (stored->natts < READ_NATTS || result->natts != READ_NATTS)
-		return -1;
-	for (i = 0; i < stored->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(stored, i);
-
-		if (att->attisdropped)
-			return -1;
-		if (i < READ_NATTS)
-		{
-			if (att->atttypid != TupleDescAttr(result, i)->atttypid)
-				return -1;
-		}
-		else if (att->attlen <= 0 || att->attlen % ALIGNOF_DOUBLE != 0)
-			return -1;
-		else
-			tail += att->attlen;
-	}
-	/* recorded_at ends aligned for whatever follows it */
-	if (TupleDescAttr(stored, READ_NATTS - 1)->attlen != 8 ||
-		TupleDescAttr(stored, READ_NATTS - 1)->attalign != TYPALIGN_DOUBLE)
-		return -1;
-	return tail;
-}
-
-/*
- * Put a stored row (in "slot", a row of es.events) into a read's result as
- * it is stored, cut after its es.event columns: one copy of its bytes
- * instead of taking its columns apart and putting them together again.
- * "tail" is read_stored_tail's; "scratch" a buffer kept by the caller.
- * Returns false, putting nothing, when the row is not of the copyable kind
- * (a null, or a number of columns other than the table's).
- */
-static bool
-read_put_stored(Tuplestorestate *result, TupleTableSlot *slot, int tail,
-				int natts, char **scratch, Size *scratch_size)
-{
-	HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
-	HeapTupleHeader hdr = stored->t_data;
-	HeapTupleData row;
-	Size		len;
-
-	if (HeapTupleHasNulls(stored))
-		return false;
-	if (HeapTupleHeaderGetNatts(hdr) == natts)
-		len = stored->t_len - tail;
-	else if (HeapTupleHeaderGetNatts(hdr) == READ_NATTS)
-		len = stored->t_len;	/* written before the columns after them */
-	else
-		return false;
-	if (len > *scratch_size)
-	{
-		*scratch = *scratch == NULL ? palloc(len) : repalloc(*scratch, len);
-		*scratch_size = len;
-	}
-	memcpy(*scratch, hdr, len);
-	hdr = (HeapTupleHeader) *scratch;
-	HeapTupleHeaderSetNatts(hdr, READ_NATTS);
-	/* what the row's bytes hold; nothing about the stored row's visibility */
-	hdr->t_infomask &= (HEAP_HASVARWIDTH | HEAP_HASEXTERNAL);
-	row.t_len = len;
-	row.t_data = hdr;
-	ItemPointerSetInvalid(&row.t_self);
-	row.t_tableOid = InvalidOid;
-	tuplestore_puttuple(result, &row);
-	return true;
-}
-
-/*
  * es.read_stream without SPI: an index scan of the primary key (stream_id,
  * stream_version) under the statement's snapshot, the events copied into
  * the result as they come, upcast when a step applies.  It returns what
@@ -660,8 +507,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	bool		upcasting = upcast_any();
 	bool		need_values = upcasting || has_as_of || has_min;
 	int			tail;
-	char	   *scratch = NULL;
-	Size		scratch_size = 0;
+	ReadRowBuf	buf = {CurrentMemoryContext, NULL, 0};
 	EsUserCodeBatch batch;
 
 	read_materialize(fcinfo);
@@ -716,16 +562,13 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
 			put = upcast_values_batched(values, nulls, &batch);
-			if (put)
+			if (put && !read_put_upcast(rsinfo->setResult, slot, values, tail, &buf))
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
 		}
 		/* no step applies: the event leaves as it is stored */
-		if (!put && (tail < 0 ||
-					 !read_put_stored(rsinfo->setResult, slot, tail,
-									  RelationGetDescr(rel)->natts,
-									  &scratch, &scratch_size)))
+		if (!put && (tail < 0 || !read_put_stored(rsinfo->setResult, slot, tail, &buf)))
 		{
 			if (!need_values)
 			{
@@ -746,8 +589,8 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	table_close(rel, AccessShareLock);
 	if (per_event)
 		MemoryContextDelete(per_event);
-	if (scratch)
-		pfree(scratch);
+	if (buf.data)
+		pfree(buf.data);
 }
 
 PG_FUNCTION_INFO_V1(es_read_stream);

@@ -152,13 +152,19 @@ SELECT es.append('rd-bytes', ARRAY[
          es.new_event('B', jsonb_build_object('external',
                       (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i)))]);
 SELECT r.stream_version,
-       r *= ROW(e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
-                e.schema_version, e.data, e.metadata, e.recorded_at)::es.event AS same_bytes,
-       length(r::text) = length(ROW(e.global_position, e.stream_id, e.stream_version, e.event_id,
-                e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at)::es.event::text)
-         AS same_text,
+       r *= (SELECT ROW(e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+                        e.schema_version, e.data, e.metadata, e.recorded_at)::es.event
+               FROM es.events e WHERE e.global_position = r.global_position) AS same_values,
+       (pg_column_size(r), pg_column_size(r.stream_id), pg_column_size(r.event_type),
+        pg_column_size(r.data), pg_column_size(r.metadata))
+         = (SELECT pg_column_size(ROW(e.global_position, e.stream_id, e.stream_version, e.event_id,
+                                      e.event_type, e.schema_version, e.data, e.metadata,
+                                      e.recorded_at)::es.event),
+                   pg_column_size(e.stream_id), pg_column_size(e.event_type),
+                   pg_column_size(e.data), pg_column_size(e.metadata)
+              FROM es.events e WHERE e.global_position = r.global_position) AS same_sizes,
        length(r.data::text) AS data_length, length(r.metadata::text) AS metadata_length
-  FROM es.read_stream('rd-bytes') r JOIN es.events e USING (global_position)
+  FROM es.read_stream('rd-bytes') r
  ORDER BY 1;
 SELECT stream_version, md5(data::text) = md5((SELECT data FROM es.events
                                              WHERE stream_id = 'rd-bytes' AND stream_version = r.stream_version)::text)

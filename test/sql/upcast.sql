@@ -241,6 +241,42 @@ SELECT es.unregister_upcaster('UpEnv', 1);
 DROP SCHEMA up_sp CASCADE;
 DROP ROLE up_owner;
 
+-- an upcast event's row is built from its stored bytes and its new type,
+-- schema version and data: the same values as the row read_all forms from
+-- values, whatever the sizes (short or long headers, compressed or out of
+-- line metadata, a long stream id, a renamed type of any length)
+SELECT es.register_upcaster('UpBytes', 1, to_event_type => 'UpBytesLong' || repeat('x', 200),
+                            add_fields => jsonb_build_object('pad', repeat('p', 150)));
+SELECT es.register_upcaster('UpBytesLong' || repeat('x', 200), 2, to_event_type => 'UpB',
+                            remove_fields => ARRAY['pad']);
+SELECT es.register_upcaster('UpBytes2', 1, rename_fields => '{"a": "b"}');
+SELECT es.register_upcaster('UpBytes3', 1, to_event_type => 'UpBytes' || repeat('3', 200));
+SELECT es.append(s, ARRAY[
+         es.new_event('UpBytes', '{"a": 1}'),
+         es.new_event('UpBytes2', jsonb_build_object('a', repeat('y', 200)),
+                      jsonb_build_object('m', repeat('m', 300))),
+         es.new_event('UpBytes2', jsonb_build_object('a', repeat('z', 5000)),
+                      jsonb_build_object('m', repeat('n', 3000))),
+         es.new_event('UpBytes2', '{"a": 2}',
+                      jsonb_build_object('external',
+                        (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i))),
+         es.new_event('UpBytes2', '{"c": 3}'),
+         es.new_event('UpBytesLong' || repeat('x', 200), '{"a": 4}', schema_version => 2),
+         es.new_event('UpBytes3', '{"a": 5}')])
+  FROM (VALUES ('up-bytes'), ('up-bytes-' || repeat('s', 3000))) v(s);
+SELECT length(s.stream_id) AS stream_id_length, s.stream_version, left(s.event_type, 10) AS event_type,
+       length(s.event_type) AS type_length, s.schema_version,
+       s *= (SELECT a FROM es.read_all(0, NULL) a WHERE a.global_position = s.global_position)
+         AS same_values,
+       (pg_column_size(s), pg_column_size(s.stream_id), pg_column_size(s.event_type),
+        pg_column_size(s.data), pg_column_size(s.metadata))
+         = (SELECT pg_column_size(a), pg_column_size(a.stream_id), pg_column_size(a.event_type),
+                   pg_column_size(a.data), pg_column_size(a.metadata)
+              FROM es.read_all(0, NULL) a WHERE a.global_position = s.global_position) AS same_sizes,
+       length(s.data::text) AS data_length, length(s.metadata::text) AS metadata_length
+  FROM (VALUES ('up-bytes'), ('up-bytes-' || repeat('s', 3000))) v(stream), es.read_stream(v.stream) s
+ ORDER BY 1, 2;
+
 -- clean up the registry for the tests that follow
 SELECT es.unregister_upcaster(event_type, from_schema_version)
   FROM es.upcaster_steps WHERE event_type LIKE 'Up%';
