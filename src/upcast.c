@@ -69,6 +69,18 @@ static int32 upcast_last_version = 0;
 static UpcastStep *upcast_last_step = NULL;
 
 /*
+ * What declarative edits work in, kept from event to event (in upcast_cxt):
+ * an event's top-level pairs and scratch pairs, and an aligned copy of
+ * stored data that has a short header.  Only es's C code runs from the
+ * moment an event's pairs are loaded to the moment its object is built, so
+ * a nested read (an upcaster's) never finds them in use.
+ */
+static UpcastPairs upcast_pairs;
+static UpcastPairs upcast_work;
+static char *upcast_data_buf = NULL;
+static Size upcast_data_buf_size = 0;
+
+/*
  * What one evaluation of fn($1) uses: its parameter and expression context.
  * An upcaster may read events, and so upcast again while it runs: each call
  * depth has its own (and its own ExprState of each step), so that a nested
@@ -181,6 +193,11 @@ upcast_load(void)
 	upcast_last_type = NULL;
 	upcast_last_len = -1;
 	upcast_last_step = NULL;
+	memset(&upcast_pairs, 0, sizeof(upcast_pairs));
+	memset(&upcast_work, 0, sizeof(upcast_work));
+	upcast_pairs.cxt = upcast_work.cxt = upcast_cxt;
+	upcast_data_buf = NULL;
+	upcast_data_buf_size = 0;
 
 	/* mark valid first: an invalidation while loading marks it stale again */
 	upcast_valid = true;
@@ -268,6 +285,7 @@ upcast_load(void)
 		step->nexprs = 0;
 		step->renames_type = !n[3];
 		step->to_type = n[3] ? type : TextDatumGetCString(v[3]);
+		step->to_type_text = cstring_to_text(step->to_type);
 		step->nrename = 0;
 		step->rename_from = step->rename_to = NULL;
 		if (!n[4])
@@ -312,6 +330,7 @@ upcast_load(void)
 		}
 		step->nremove = 0;
 		step->remove = n[6] ? NULL : upcast_text_array(v[6], &step->nremove);
+		upcast_step_edits_init(step);
 		upcast_nsteps++;
 		MemoryContextSwitchTo(old);
 	}
@@ -542,6 +561,31 @@ upcast_first_step(Datum type, int32 version)
 }
 
 /*
+ * An event's data as an aligned jsonb, for declarative edits: stored data
+ * with a short header is copied into a buffer kept for it (the edits read
+ * it until the object is built), other data is detoasted as usual.
+ */
+static Jsonb *
+upcast_data_for_edits(Datum value)
+{
+	Pointer		p = DatumGetPointer(value);
+	Size		len;
+
+	if (!VARATT_IS_SHORT(p))
+		return DatumGetJsonbP(value);
+	len = VARSIZE_SHORT(p) - VARHDRSZ_SHORT + VARHDRSZ;
+	if (len > upcast_data_buf_size)
+	{
+		upcast_data_buf = upcast_data_buf == NULL ? MemoryContextAlloc(upcast_cxt, Max(len, 256)) :
+			repalloc(upcast_data_buf, len);
+		upcast_data_buf_size = Max(len, 256);
+	}
+	SET_VARSIZE(upcast_data_buf, len);
+	memcpy(VARDATA(upcast_data_buf), VARDATA_SHORT(p), len - VARHDRSZ);
+	return (Jsonb *) upcast_data_buf;
+}
+
+/*
  * Run the chain of steps from "step" on an event's values (the es.event
  * column layout): data, event_type and schema_version are replaced.
  * Consecutive declarative edits work on the decoded top-level pairs, so a
@@ -551,10 +595,8 @@ static void
 upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 {
 	int32		version = DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]);
-	Jsonb	   *data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
-	const char *cur_type = NULL;
-	UpcastPairs pairs = {0};
-	UpcastPairs work = {0};
+	Jsonb	   *data = NULL;	/* until a step needs it as a jsonb */
+	UpcastStep *renamed = NULL; /* the last step that renamed the type */
 	bool		decoded = false;
 	UpcastErrorContext ctx;
 	ErrorContextCallback errcb;
@@ -577,9 +619,11 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 		{
 			if (decoded)
 			{
-				data = upcast_pairs_build(&pairs);
+				data = upcast_pairs_build(&upcast_pairs);
 				decoded = false;
 			}
+			else if (data == NULL)
+				data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
 
 			/* compiled first: whether it is inert is known then */
 			if (step->planned == NULL)
@@ -622,18 +666,19 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 				data = upcast_call(step, data);
 			}
 		}
-		if (upcast_has_edits(step))
+		if (step->has_edits)
 		{
 			if (!decoded)
 			{
-				upcast_pairs_load(&pairs, data);
+				upcast_pairs_load(&upcast_pairs, data != NULL ? data :
+								  upcast_data_for_edits(values[READ_ATT_DATA - 1]));
 				decoded = true;
 			}
-			upcast_pairs_edit(step, &pairs, &work);
+			upcast_pairs_edit(step, &upcast_pairs, &upcast_work);
 		}
 		version++;
-		if (step->renames_type || cur_type != NULL)
-			cur_type = step->to_type;
+		if (step->renames_type)
+			renamed = step;
 		if (!step->next_known)
 		{
 			step->next = step->renames_type ?
@@ -646,13 +691,15 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 	if (section != NULL)
 		es_usercode_end(&uc);
 	if (decoded)
-		data = upcast_pairs_build(&pairs);
+		data = upcast_pairs_build(&upcast_pairs);
 
 	error_context_stack = errcb.previous;
 
-	values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
-	if (cur_type != NULL)
-		values[READ_ATT_EVENT_TYPE - 1] = CStringGetTextDatum(cur_type);
+	if (data != NULL)
+		values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
+	/* the cache's text of the type lives as long as this read */
+	if (renamed != NULL)
+		values[READ_ATT_EVENT_TYPE - 1] = PointerGetDatum(renamed->to_type_text);
 	values[READ_ATT_SCHEMA_VERSION - 1] = Int32GetDatum(version);
 }
 

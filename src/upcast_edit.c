@@ -17,14 +17,14 @@
 #include "es.h"
 #include "upcast_int.h"
 
-/* Index of "key" in a list of names, or -1 */
+/* Index of "key" in a list of names (of lengths "lens"), or -1 */
 static int
-upcast_name_index(char **names, int n, const char *key, int keylen)
+upcast_name_index(char **names, const int *lens, int n, const char *key, int keylen)
 {
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if ((int) strlen(names[i]) == keylen && memcmp(names[i], key, keylen) == 0)
+		if (lens[i] == keylen && memcmp(names[i], key, keylen) == 0)
 			return i;
 	return -1;
 }
@@ -42,17 +42,25 @@ upcast_pairs_find(UpcastPairs *p, const char *key, int len)
 	return -1;
 }
 
-/* Room for one more pair */
+/* Room for "n" pairs, in the pairs' context */
 static void
+upcast_pairs_grow(UpcastPairs *p, int n)
+{
+	MemoryContext cxt = p->cxt ? p->cxt : CurrentMemoryContext;
+
+	p->cap = Max(Max(p->cap * 2, n), 8);
+	p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
+		: MemoryContextAlloc(cxt, sizeof(JsonbValue) * p->cap);
+	p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
+		: MemoryContextAlloc(cxt, sizeof(JsonbValue) * p->cap);
+}
+
+/* Room for one more pair */
+static inline void
 upcast_pairs_reserve(UpcastPairs *p)
 {
-	if (p->n < p->cap)
-		return;
-	p->cap = Max(p->cap * 2, 8);
-	p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
-		: palloc(sizeof(JsonbValue) * p->cap);
-	p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
-		: palloc(sizeof(JsonbValue) * p->cap);
+	if (p->n >= p->cap)
+		upcast_pairs_grow(p, p->n + 1);
 }
 
 /* Set a key: replace its value when present, else append it */
@@ -89,13 +97,7 @@ upcast_pairs_load(UpcastPairs *p, Jsonb *data)
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		elog(ERROR, "es: event data to upcast is not a JSON object");
 	if (p->cap < n)
-	{
-		p->cap = Max(n + 8, 8);
-		p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
-			: palloc(sizeof(JsonbValue) * p->cap);
-		p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
-			: palloc(sizeof(JsonbValue) * p->cap);
-	}
+		upcast_pairs_grow(p, n + 8);
 	for (i = 0; i < 2 * n; i++)
 	{
 		JEntry		e = children[i];
@@ -319,7 +321,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 		work->sorted = p->sorted;
 		/* kept keys, in their order, then the renamed ones */
 		for (i = 0; i < p->n; i++)
-			if (upcast_name_index(step->rename_from, step->nrename,
+			if (upcast_name_index(step->rename_from, step->rename_from_len, step->nrename,
 								  p->keys[i].val.string.val,
 								  p->keys[i].val.string.len) < 0)
 			{
@@ -329,7 +331,8 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 			}
 		for (i = 0; i < p->n; i++)
 		{
-			int			r = upcast_name_index(step->rename_from, step->nrename,
+			int			r = upcast_name_index(step->rename_from, step->rename_from_len,
+											  step->nrename,
 											  p->keys[i].val.string.val,
 											  p->keys[i].val.string.len);
 			JsonbValue	k;
@@ -338,7 +341,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 				continue;
 			k.type = jbvString;
 			k.val.string.val = step->rename_to[r];
-			k.val.string.len = strlen(step->rename_to[r]);
+			k.val.string.len = step->rename_to_len[r];
 			upcast_pairs_set(work, &k, &p->vals[i]);
 		}
 		tmp = *p;
@@ -356,7 +359,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 		}
 	for (i = 0; i < step->nremove; i++)
 	{
-		int			j = upcast_pairs_find(p, step->remove[i], strlen(step->remove[i]));
+		int			j = upcast_pairs_find(p, step->remove[i], step->remove_len[i]);
 
 		if (j < 0)
 			continue;
@@ -367,9 +370,25 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 	}
 }
 
-/* True when a step has declarative edits */
-bool
-upcast_has_edits(UpcastStep *step)
+/*
+ * Fill in what the edits of a step loaded from the registry need besides
+ * the names: their lengths, and whether the step has any edit (in the
+ * step's memory context).
+ */
+void
+upcast_step_edits_init(UpcastStep *step)
 {
-	return step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
+	int			i;
+
+	step->rename_from_len = palloc(sizeof(int) * Max(step->nrename, 1));
+	step->rename_to_len = palloc(sizeof(int) * Max(step->nrename, 1));
+	for (i = 0; i < step->nrename; i++)
+	{
+		step->rename_from_len[i] = strlen(step->rename_from[i]);
+		step->rename_to_len[i] = strlen(step->rename_to[i]);
+	}
+	step->remove_len = palloc(sizeof(int) * Max(step->nremove, 1));
+	for (i = 0; i < step->nremove; i++)
+		step->remove_len[i] = strlen(step->remove[i]);
+	step->has_edits = step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
 }

@@ -27,6 +27,7 @@ typedef struct UpcastStep
 {
 	UpcastKey	key;
 	char	   *to_type;		/* NUL-terminated; the same type when not renamed */
+	text	   *to_type_text;	/* ... as a text value */
 	bool		renames_type;
 	Oid			funcoid;		/* InvalidOid when there is no function */
 	Oid			owner;			/* the function's owner: it runs as that role */
@@ -38,15 +39,19 @@ typedef struct UpcastStep
 	bool		next_known;		/* ... once looked up */
 	ExprState **exprs;			/* its ExprState for each call depth, or NULL */
 	int			nexprs;
+	bool		has_edits;		/* any of the declarative edits below */
 	int			nrename;		/* declarative edits: rename old -> new */
 	char	  **rename_from;
+	int		   *rename_from_len;
 	char	  **rename_to;
+	int		   *rename_to_len;
 	Jsonb	   *add_fields;		/* NULL when none */
 	int			nadd;			/* ... and its pairs, decoded */
 	JsonbValue *add_keys;
 	JsonbValue *add_vals;
 	int			nremove;
 	char	  **remove;
+	int		   *remove_len;
 } UpcastStep;
 
 /*
@@ -54,13 +59,15 @@ typedef struct UpcastStep
  * chain of steps edits them in place, and the object is built once at the
  * end (or before a function step), not once per step.  Keys are unique;
  * "sorted" tells whether they are in jsonb's key order, the order in which
- * a step meets the keys of a stored object.
+ * a step meets the keys of a stored object.  The arrays are allocated in
+ * "cxt" and kept from event to event.
  */
 typedef struct UpcastPairs
 {
 	int			n;
 	int			cap;
 	bool		sorted;
+	MemoryContext cxt;
 	JsonbValue *keys;			/* jbvString */
 	JsonbValue *vals;			/* scalars or jbvBinary */
 } UpcastPairs;
@@ -69,7 +76,7 @@ typedef struct UpcastPairs
 extern void upcast_pairs_load(UpcastPairs *p, Jsonb *data);
 extern void upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work);
 extern Jsonb *upcast_pairs_build(UpcastPairs *p);
-extern bool upcast_has_edits(UpcastStep *step);
+extern void upcast_step_edits_init(UpcastStep *step);
 
 /* upcast_inline.c */
 extern Expr *upcast_sql_body(Oid funcoid);
