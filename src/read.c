@@ -482,6 +482,23 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 }
 
 /*
+ * The es.event columns of a stored event: taken apart directly when the
+ * row is of the kind read_row.c knows ("len" > 0), else by the slot.
+ */
+static void
+read_event_values(TupleTableSlot *slot, HeapTuple stored, Size len, Datum *values, bool *nulls)
+{
+	if (len > 0)
+		read_stored_values(stored, values, nulls);
+	else
+	{
+		slot_getsomeattrs(slot, READ_NATTS);
+		memcpy(values, slot->tts_values, sizeof(Datum) * READ_NATTS);
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * READ_NATTS);
+	}
+}
+
+/*
  * es.read_stream without SPI: an index scan of the primary key (stream_id,
  * stream_version) under the statement's snapshot, the events copied into
  * the result as they come, upcast when a step applies.  It returns what
@@ -507,6 +524,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	bool		upcasting = upcast_any();
 	bool		need_values = upcasting || has_as_of || has_min;
 	int			tail;
+	int			natts;
 	ReadRowBuf	buf = {CurrentMemoryContext, NULL, 0};
 	EsUserCodeBatch batch;
 
@@ -524,6 +542,7 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	tail = read_stored_tail(RelationGetDescr(rel), rsinfo->setDesc);
+	natts = RelationGetDescr(rel)->natts;
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
@@ -541,14 +560,12 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		Datum		values[READ_NATTS];
 		bool		nulls[READ_NATTS];
 		bool		put = false;
+		HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
+		Size		len = read_stored_len(stored, natts, tail);
 
 		CHECK_FOR_INTERRUPTS();
 		if (need_values)
-		{
-			slot_getsomeattrs(slot, READ_NATTS);
-			memcpy(values, slot->tts_values, sizeof(values));
-			memcpy(nulls, slot->tts_isnull, sizeof(nulls));
-		}
+			read_event_values(slot, stored, len, values, nulls);
 		if (has_as_of || has_min)
 		{
 			TimestampTz at = DatumGetTimestampTz(values[READ_ATT_RECORDED_AT - 1]);
@@ -562,20 +579,18 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
 			put = upcast_values_batched(values, nulls, &batch);
-			if (put && !read_put_upcast(rsinfo->setResult, slot, values, tail, &buf))
+			if (put && (len == 0 || !read_put_upcast(rsinfo->setResult, stored, values, &buf)))
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
 		}
 		/* no step applies: the event leaves as it is stored */
-		if (!put && (tail < 0 || !read_put_stored(rsinfo->setResult, slot, tail, &buf)))
+		if (!put && len > 0)
+			read_put_stored(rsinfo->setResult, stored, len, &buf);
+		else if (!put)
 		{
 			if (!need_values)
-			{
-				slot_getsomeattrs(slot, READ_NATTS);
-				memcpy(values, slot->tts_values, sizeof(values));
-				memcpy(nulls, slot->tts_isnull, sizeof(nulls));
-			}
+				read_event_values(slot, stored, len, values, nulls);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 		if (++emitted == limit)

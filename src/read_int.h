@@ -11,7 +11,7 @@
 #ifndef ES_READ_INT_H
 #define ES_READ_INT_H
 
-#include "executor/tuptable.h"
+#include "access/htup.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "utils/snapshot.h"
@@ -46,9 +46,11 @@ typedef struct ReadRowBuf
 /* read_row.c */
 extern void read_materialize(FunctionCallInfo fcinfo);
 extern int	read_stored_tail(TupleDesc stored, TupleDesc result);
-extern bool read_put_stored(Tuplestorestate *result, TupleTableSlot *slot, int tail,
+extern Size read_stored_len(HeapTuple stored, int natts, int tail);
+extern void read_stored_values(HeapTuple stored, Datum *values, bool *nulls);
+extern void read_put_stored(Tuplestorestate *result, HeapTuple stored, Size len,
 							ReadRowBuf *buf);
-extern bool read_put_upcast(Tuplestorestate *result, TupleTableSlot *slot,
-							const Datum *values, int tail, ReadRowBuf *buf);
+extern bool read_put_upcast(Tuplestorestate *result, HeapTuple stored,
+							const Datum *values, ReadRowBuf *buf);
 
 #endif							/* ES_READ_INT_H */

@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -156,6 +157,81 @@ read_row_reserve(ReadRowBuf *buf, Size len)
 }
 
 /*
+ * The length (header included) of the es.event columns of a stored row of
+ * es.events ("natts" columns), or 0 when the row is not of the kind that
+ * read_put_stored, read_stored_values and read_put_upcast take: one
+ * without a null, with the table's number of columns or with only
+ * es.event's.  "tail" is read_stored_tail's (-1: none is of that kind).
+ */
+Size
+read_stored_len(HeapTuple stored, int natts, int tail)
+{
+	int			n = HeapTupleHeaderGetNatts(stored->t_data);
+
+	if (tail < 0 || HeapTupleHasNulls(stored))
+		return 0;
+	if (n == natts)
+		return stored->t_len - tail;
+	if (n == READ_NATTS)
+		return stored->t_len;	/* written before the columns after them */
+	return 0;
+}
+
+/*
+ * Take apart the es.event columns of a stored row of the kind above: what
+ * heap_deform_tuple gives, found directly from the types of those columns
+ * (checked by read_stored_tail), not from a walk of the tuple descriptor.
+ */
+void
+read_stored_values(HeapTuple stored, Datum *values, bool *nulls)
+{
+	char	   *tp = (char *) stored->t_data + stored->t_data->t_hoff;
+	uintptr_t	off = 0;
+
+#define READ_FIXED(att, type, len, align) \
+	do { \
+		off = att_align_nominal(off, align); \
+		values[(att) - 1] = fetch_att(tp + off, true, len); \
+		off += (len); \
+	} while (0)
+#define READ_VARLENA(att) \
+	do { \
+		off = att_align_pointer(off, TYPALIGN_INT, -1, tp + off); \
+		values[(att) - 1] = PointerGetDatum(tp + off); \
+		off = att_addlength_pointer(off, -1, tp + off); \
+	} while (0)
+
+	READ_FIXED(READ_ATT_GLOBAL_POSITION, int64, sizeof(int64), TYPALIGN_DOUBLE);
+	READ_VARLENA(READ_ATT_STREAM_ID);
+	READ_FIXED(READ_ATT_STREAM_VERSION, int64, sizeof(int64), TYPALIGN_DOUBLE);
+	/* the event id, a uuid: by reference, not aligned */
+	values[READ_ATT_EVENT_ID - 1] = PointerGetDatum(tp + off);
+	off += UUID_LEN;
+	READ_VARLENA(READ_ATT_EVENT_TYPE);
+	READ_FIXED(READ_ATT_SCHEMA_VERSION, int32, sizeof(int32), TYPALIGN_INT);
+	READ_VARLENA(READ_ATT_DATA);
+	READ_VARLENA(READ_ATT_METADATA);
+	READ_FIXED(READ_ATT_RECORDED_AT, int64, sizeof(int64), TYPALIGN_DOUBLE);
+#undef READ_FIXED
+#undef READ_VARLENA
+	memset(nulls, 0, sizeof(bool) * READ_NATTS);
+#ifdef USE_ASSERT_CHECKING
+	{
+		/* what heap_deform_tuple finds in the same row */
+		TupleDesc	desc = lookup_rowtype_tupdesc(es_event_type_oid(), -1);
+		Datum		v[READ_NATTS];
+		bool		n[READ_NATTS];
+		int			i;
+
+		heap_deform_tuple(stored, desc, v, n);
+		for (i = 0; i < READ_NATTS; i++)
+			Assert(!n[i] && v[i] == values[i]);
+		ReleaseTupleDesc(desc);
+	}
+#endif
+}
+
+/*
  * Put the row built in buf (its header and "len" bytes in all) into the
  * result as a row of es.event: its header says READ_NATTS columns, and
  * nothing about the stored row's visibility.
@@ -176,30 +252,14 @@ read_row_put(Tuplestorestate *result, ReadRowBuf *buf, Size len, bool external)
 }
 
 /*
- * Put a stored event (in "slot", a row of es.events) into a read's result
- * as it is stored, cut after its es.event columns: one copy of its bytes.
- * "tail" is read_stored_tail's.  Returns false, putting nothing, when the
- * row is not of the kind that can be copied (one with a null, or with a
- * number of columns other than the table's).
+ * Put a stored event into a read's result as it is stored, cut after its
+ * es.event columns ("len" bytes, read_stored_len's): one copy of its bytes.
  */
-bool
-read_put_stored(Tuplestorestate *result, TupleTableSlot *slot, int tail, ReadRowBuf *buf)
+void
+read_put_stored(Tuplestorestate *result, HeapTuple stored, Size len, ReadRowBuf *buf)
 {
-	HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
-	int			natts = HeapTupleHeaderGetNatts(stored->t_data);
-	Size		len;
-
-	if (HeapTupleHasNulls(stored))
-		return false;
-	if (natts == slot->tts_tupleDescriptor->natts)
-		len = stored->t_len - tail;
-	else if (natts == READ_NATTS)
-		len = stored->t_len;	/* written before the columns after them */
-	else
-		return false;
 	memcpy(read_row_reserve(buf, len), stored->t_data, len);
 	read_row_put(result, buf, len, HeapTupleHasExternal(stored));
-	return true;
 }
 
 /*
@@ -242,39 +302,34 @@ read_row_varlena(char *p, Datum value, bool *external)
 }
 
 /*
- * Put an upcast event into a read's result: "slot" holds its stored row
- * (of es.events, its first READ_NATTS columns taken apart), "values" its
- * columns after upcasting, where only the type, the schema version and the
- * data may differ from the stored ones.  The row is the stored row's bytes
- * up to the end of its event id, then the type, schema version, data,
- * metadata and recorded_at, laid out as heap_fill_tuple lays them out.
- * Returns false, putting nothing, when the stored row has a null or a
- * value is an expanded object.
+ * Put an upcast event into a read's result: "stored" is its stored row (of
+ * the kind read_stored_len takes), "values" its columns after upcasting,
+ * which changes only the type, the schema version and the data: the other
+ * values are the stored ones, pointing into the stored row.  The row is the
+ * stored row's bytes up to the end of its event id, then the type, schema
+ * version, data, metadata and recorded_at, laid out as heap_fill_tuple lays
+ * them out.  Returns false, putting nothing, when a value is an expanded
+ * object.
  */
 bool
-read_put_upcast(Tuplestorestate *result, TupleTableSlot *slot, const Datum *values,
-				int tail, ReadRowBuf *buf)
+read_put_upcast(Tuplestorestate *result, HeapTuple stored, const Datum *values, ReadRowBuf *buf)
 {
-	HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
-	char	   *start = (char *) stored->t_data + stored->t_data->t_hoff;
 	char	   *prefix_end;
-	Size		hoff = stored->t_data->t_hoff;
 	Size		max;
 	bool		external;
 	char	   *p;
 	int32		version = DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]);
 	TimestampTz recorded_at = DatumGetTimestampTz(values[READ_ATT_RECORDED_AT - 1]);
 
-	if (tail < 0 || HeapTupleHasNulls(stored) ||
-		HeapTupleHeaderGetNatts(stored->t_data) < READ_NATTS ||
-		VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(values[READ_ATT_EVENT_TYPE - 1])) ||
+	if (VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(values[READ_ATT_EVENT_TYPE - 1])) ||
 		VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(values[READ_ATT_DATA - 1])) ||
 		VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(values[READ_ATT_METADATA - 1])))
 		return false;
 	/* the stored event id, a uuid, ends the columns no step changes */
-	prefix_end = (char *) DatumGetPointer(slot->tts_values[READ_ATT_EVENT_ID - 1]) + UUID_LEN;
+	prefix_end = (char *) DatumGetPointer(values[READ_ATT_EVENT_ID - 1]) + UUID_LEN;
+	Assert(prefix_end > (char *) stored->t_data && prefix_end < (char *) stored->t_data + stored->t_len);
 	/* at most: the prefix, each value with its alignment, the fixed ones */
-	max = hoff + (prefix_end - start) +
+	max = (prefix_end - (char *) stored->t_data) +
 		VARSIZE_ANY(DatumGetPointer(values[READ_ATT_EVENT_TYPE - 1])) +
 		VARSIZE_ANY(DatumGetPointer(values[READ_ATT_DATA - 1])) +
 		VARSIZE_ANY(DatumGetPointer(values[READ_ATT_METADATA - 1])) +
@@ -282,9 +337,9 @@ read_put_upcast(Tuplestorestate *result, TupleTableSlot *slot, const Datum *valu
 		sizeof(TimestampTz) + (ALIGNOF_DOUBLE - 1);
 	p = read_row_reserve(buf, max);
 	memcpy(p, stored->t_data, prefix_end - (char *) stored->t_data);
-	/* the stream id is the one value of the prefix that can be out of line */
-	external = VARATT_IS_EXTERNAL(DatumGetPointer(slot->tts_values[READ_ATT_STREAM_ID - 1]));
 	p += prefix_end - (char *) stored->t_data;
+	/* the stream id is the one value of the prefix that can be out of line */
+	external = VARATT_IS_EXTERNAL(DatumGetPointer(values[READ_ATT_STREAM_ID - 1]));
 	p = read_row_varlena(p, values[READ_ATT_EVENT_TYPE - 1], &external);
 	while (p != (char *) att_align_nominal(p, TYPALIGN_INT))
 		*p++ = 0;
