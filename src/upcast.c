@@ -511,6 +511,12 @@ upcast_call(UpcastStep *step, Jsonb *data)
 	level->params->params[0].ptype = JSONBOID;
 	/* a nested call may move upcast_levels: keep only what it points to */
 	econtext = level->econtext;
+	/*
+	 * What the expression allocates, the result included, goes to the
+	 * caller's memory (reset by the caller once the event is out), not to a
+	 * context of its own that would have to be copied out of and reset.
+	 */
+	econtext->ecxt_per_tuple_memory = CurrentMemoryContext;
 
 	upcast_call_depth = depth + 1;
 	result = ExecEvalExpr(expr, econtext, &isnull);
@@ -528,9 +534,6 @@ upcast_call(UpcastStep *step, Jsonb *data)
 						step->funcname,
 						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
 				 errhint("An upcaster must return the event's data as a JSON object.")));
-	/* the result may live in the per-tuple memory of the expression context */
-	out = (Jsonb *) PG_DETOAST_DATUM_COPY(result);
-	ResetExprContext(econtext);
 	return out;
 }
 
@@ -558,6 +561,16 @@ upcast_first_step(Datum type, int32 version)
 		MemoryContextSwitchTo(old);
 	}
 	return upcast_last_step;
+}
+
+/* True when two steps run as the same role with the same search_path */
+static bool
+upcast_same_user(UpcastStep *a, UpcastStep *b)
+{
+	return a->owner == b->owner &&
+		(a->search_path == b->search_path ||
+		 (a->search_path != NULL && b->search_path != NULL &&
+		  strcmp(a->search_path, b->search_path) == 0));
 }
 
 /*
@@ -602,6 +615,8 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 	ErrorContextCallback errcb;
 	EsUserCode	uc;
 	UpcastStep *section = NULL; /* the step whose section is open */
+	EsUserCode	call;
+	UpcastStep *batched = NULL; /* the step whose batched call is open */
 
 	ctx.position = DatumGetInt64(values[READ_ATT_GLOBAL_POSITION - 1]);
 	ctx.stream_id = values[READ_ATT_STREAM_ID - 1];
@@ -636,27 +651,37 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 			 * they SET is rolled back before any other code runs.  An
 			 * inert step, which can SET nothing, runs in the reader's
 			 * batch when it has one: the same identity, restrictions and
-			 * path, without a section of its own per event.
+			 * path, without a section of its own per event; consecutive
+			 * inert steps of one owner and path share one switch.
 			 */
 			if (batch != NULL && step->inert &&
 				(section == NULL || section->owner != step->owner))
 			{
-				EsUserCode	call;
-
 				if (section != NULL)
 				{
 					es_usercode_end(&uc);
 					section = NULL;
 				}
-				es_usercode_begin_batched(batch, &call, step->owner, step->search_path);
+				if (batched != NULL && !upcast_same_user(batched, step))
+				{
+					es_usercode_end_batched(&call);
+					batched = NULL;
+				}
+				if (batched == NULL)
+				{
+					es_usercode_begin_batched(batch, &call, step->owner, step->search_path);
+					batched = step;
+				}
 				data = upcast_call(step, data);
-				es_usercode_end_batched(&call);
 			}
 			else
 			{
-				if (section == NULL || section->owner != step->owner ||
-					strcmp(section->search_path ? section->search_path : "",
-						   step->search_path ? step->search_path : "") != 0)
+				if (batched != NULL)
+				{
+					es_usercode_end_batched(&call);
+					batched = NULL;
+				}
+				if (section == NULL || !upcast_same_user(section, step))
 				{
 					if (section != NULL)
 						es_usercode_end(&uc);
@@ -688,6 +713,8 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 		}
 		step = step->next;
 	}
+	if (batched != NULL)
+		es_usercode_end_batched(&call);
 	if (section != NULL)
 		es_usercode_end(&uc);
 	if (decoded)

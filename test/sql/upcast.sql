@@ -215,6 +215,29 @@ SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('u
 SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path,
        current_setting('work_mem') AS work_mem;
 RESET work_mem;
+-- consecutive inert steps share one switch of identity while they have one
+-- owner and path: each step still runs as its own owner, with its own path
+CREATE FUNCTION up_sp.up_who(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who' || (d ->> 'n'), current_user::text = session_user::text,
+                               'path' || (d ->> 'n'), current_setting('search_path'),
+                               'n', (d ->> 'n')::int + 1);
+CREATE FUNCTION public.up_who_mine(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who' || (d ->> 'n'), current_user::text = session_user::text,
+                               'path' || (d ->> 'n'), current_setting('search_path'),
+                               'n', (d ->> 'n')::int + 1);
+ALTER FUNCTION up_sp.up_who(jsonb) OWNER TO up_owner;
+SET search_path = up_sp, public;
+SELECT es.register_upcaster('UpWho', 1, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 2, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 3, 'public.up_who_mine(jsonb)');
+RESET search_path;
+SELECT es.register_upcaster('UpWho', 4, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 5, 'up_sp.up_who(jsonb)');
+SELECT es.append('up-who', ARRAY[es.new_event('UpWho', '{"n": 1}'), es.new_event('UpWho', '{"n": 1}')]);
+SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('up-who');
+SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path;
+SELECT es.unregister_upcaster('UpWho', v) FROM generate_series(5, 1, -1) v;
+DROP FUNCTION public.up_who_mine(jsonb);
 -- user code hidden in a domain check (reached through a composite type's
 -- input) is not inert: the step runs in a section per event, and what the
 -- check SETs on one event is undone before the next
