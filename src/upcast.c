@@ -77,6 +77,7 @@ static UpcastStep *upcast_last_step = NULL;
  */
 static UpcastPairs upcast_pairs;
 static UpcastPairs upcast_work;
+static UpcastPairs upcast_scratch;
 static char *upcast_data_buf = NULL;
 static Size upcast_data_buf_size = 0;
 
@@ -195,7 +196,8 @@ upcast_load(void)
 	upcast_last_step = NULL;
 	memset(&upcast_pairs, 0, sizeof(upcast_pairs));
 	memset(&upcast_work, 0, sizeof(upcast_work));
-	upcast_pairs.cxt = upcast_work.cxt = upcast_cxt;
+	memset(&upcast_scratch, 0, sizeof(upcast_scratch));
+	upcast_pairs.cxt = upcast_work.cxt = upcast_scratch.cxt = upcast_cxt;
 	upcast_data_buf = NULL;
 	upcast_data_buf_size = 0;
 
@@ -281,6 +283,8 @@ upcast_load(void)
 		step->inert = false;
 		step->next = NULL;
 		step->next_known = false;
+		step->chain_known = false;
+		step->plan = NULL;
 		step->exprs = NULL;
 		step->nexprs = 0;
 		step->renames_type = !n[3];
@@ -598,6 +602,45 @@ upcast_data_for_edits(Datum value)
 	return (Jsonb *) upcast_data_buf;
 }
 
+/* The step after "step" (at schema version "version"), or NULL */
+static UpcastStep *
+upcast_next(UpcastStep *step, int32 version)
+{
+	if (!step->next_known)
+	{
+		step->next = step->renames_type ?
+			upcast_find(step->to_type, strlen(step->to_type), version) :
+			upcast_find(step->key.type, step->key.len, version);
+		step->next_known = true;
+	}
+	return step->next;
+}
+
+/* Work out the chain that starts at "first" (versions grow: it ends) */
+static void
+upcast_chain_info(UpcastStep *first)
+{
+	UpcastStep *step;
+	int32		version = first->key.version;
+
+	first->chain_edits_only = true;
+	first->chain_has_edits = false;
+	first->chain_length = 0;
+	first->chain_renamed = NULL;
+	for (step = first; step != NULL; step = upcast_next(step, ++version))
+	{
+		if (OidIsValid(step->funcoid))
+			first->chain_edits_only = false;
+		if (step->has_edits)
+			first->chain_has_edits = true;
+		if (step->renames_type)
+			first->chain_renamed = step;
+		first->chain_length++;
+		first->chain_last = step;
+	}
+	first->chain_known = true;
+}
+
 /*
  * Run the chain of steps from "step" on an event's values (the es.event
  * column layout): data, event_type and schema_version are replaced.
@@ -626,6 +669,20 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 	errcb.arg = &ctx;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+
+	/* a chain of declarative steps only: one pass, from its plan */
+	if (!step->chain_known)
+		upcast_chain_info(step);
+	if (step->chain_edits_only)
+	{
+		ctx.step = step->chain_last;
+		if (step->chain_has_edits)
+			data = upcast_chain_edit(step, upcast_data_for_edits(values[READ_ATT_DATA - 1]),
+									 &upcast_pairs, &upcast_work, &upcast_scratch);
+		version += step->chain_length;
+		renamed = step->chain_renamed;
+		step = NULL;
+	}
 
 	while (step != NULL)
 	{
@@ -704,14 +761,7 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 		version++;
 		if (step->renames_type)
 			renamed = step;
-		if (!step->next_known)
-		{
-			step->next = step->renames_type ?
-				upcast_find(step->to_type, strlen(step->to_type), version) :
-				upcast_find(step->key.type, step->key.len, version);
-			step->next_known = true;
-		}
-		step = step->next;
+		step = upcast_next(step, version);
 	}
 	if (batched != NULL)
 		es_usercode_end_batched(&call);

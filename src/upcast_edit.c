@@ -392,3 +392,152 @@ upcast_step_edits_init(UpcastStep *step)
 		step->remove_len[i] = strlen(step->remove[i]);
 	step->has_edits = step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
 }
+
+/*
+ * A chain of declarative steps worked out for one shape of object: where
+ * each key of the result comes from.  The edits look only at keys, never
+ * at values, so objects with the same keys give results of the same keys,
+ * each value taken from the same input key or added by the same step.
+ */
+typedef struct UpcastPlan
+{
+	int			nin;			/* the keys of the objects it applies to */
+	int		   *inlens;
+	char	   *inkeys;			/* their bytes, one after the other */
+	int			nout;			/* the keys of the result, in jsonb's order */
+	JsonbValue *outkeys;		/* (their bytes in outbytes) */
+	char	   *outbytes;
+	int		   *src;			/* the input value of each, or -1 ... */
+	JsonbValue *consts;			/* ... for the value a step adds */
+} UpcastPlan;
+
+/* True when the keys of "in" are those the plan is for */
+static bool
+upcast_plan_matches(UpcastPlan *plan, UpcastPairs *in)
+{
+	const char *k = plan->inkeys;
+	int			i;
+
+	if (plan->nin != in->n)
+		return false;
+	for (i = 0; i < in->n; i++)
+	{
+		if (in->keys[i].val.string.len != plan->inlens[i] ||
+			memcmp(in->keys[i].val.string.val, k, plan->inlens[i]) != 0)
+			return false;
+		k += plan->inlens[i];
+	}
+	return true;
+}
+
+/*
+ * Work out the chain from "first" for the keys of "in": run its edits on
+ * the keys with markers for values (a jbvBinary of length -1 pointing to
+ * the input's slot), and record the result in the first step (in the
+ * context of the pairs, the cache's: the values steps add live there too).
+ */
+static UpcastPlan *
+upcast_plan_make(UpcastStep *first, UpcastPairs *in, UpcastPairs *out, UpcastPairs *scratch)
+{
+	MemoryContext cxt = in->cxt ? in->cxt : CurrentMemoryContext;
+	UpcastPlan *plan = first->plan;
+	UpcastStep *step;
+	Size		inbytes = 0;
+	Size		outbytes = 0;
+	char	   *b;
+	int			i;
+
+	out->n = 0;
+	out->sorted = in->sorted;
+	for (i = 0; i < in->n; i++)
+	{
+		upcast_pairs_reserve(out);
+		out->keys[out->n] = in->keys[i];
+		out->vals[out->n].type = jbvBinary;
+		out->vals[out->n].val.binary.data = (JsonbContainer *) &in->vals[i];
+		out->vals[out->n++].val.binary.len = -1;
+		inbytes += in->keys[i].val.string.len;
+	}
+	step = first;
+	for (i = 0; i < first->chain_length; i++)
+	{
+		upcast_pairs_edit(step, out, scratch);
+		step = step->next;
+	}
+	if (!out->sorted)
+		upcast_pairs_sort(out);
+	for (i = 0; i < out->n; i++)
+		outbytes += out->keys[i].val.string.len;
+
+	/* one block: the struct, then its arrays and bytes */
+	if (plan != NULL)
+		pfree(plan);
+	plan = MemoryContextAlloc(cxt, MAXALIGN(sizeof(UpcastPlan)) +
+							  MAXALIGN(sizeof(JsonbValue) * 2 * Max(out->n, 1)) +
+							  MAXALIGN(sizeof(int) * (in->n + out->n + 1)) +
+							  inbytes + outbytes);
+	b = (char *) plan + MAXALIGN(sizeof(UpcastPlan));
+	plan->outkeys = (JsonbValue *) b;
+	plan->consts = plan->outkeys + Max(out->n, 1);
+	b += MAXALIGN(sizeof(JsonbValue) * 2 * Max(out->n, 1));
+	plan->inlens = (int *) b;
+	plan->src = plan->inlens + in->n;
+	b += MAXALIGN(sizeof(int) * (in->n + out->n + 1));
+	plan->inkeys = b;
+	plan->outbytes = b + inbytes;
+	plan->nin = in->n;
+	for (i = 0; i < in->n; i++)
+	{
+		plan->inlens[i] = in->keys[i].val.string.len;
+		memcpy(b, in->keys[i].val.string.val, plan->inlens[i]);
+		b += plan->inlens[i];
+	}
+	plan->nout = out->n;
+	for (i = 0; i < out->n; i++)
+	{
+		JsonbValue *v = &out->vals[i];
+
+		plan->outkeys[i] = out->keys[i];
+		plan->outkeys[i].val.string.val = b;
+		memcpy(b, out->keys[i].val.string.val, out->keys[i].val.string.len);
+		b += out->keys[i].val.string.len;
+		if (v->type == jbvBinary && v->val.binary.len == -1)
+			plan->src[i] = (JsonbValue *) v->val.binary.data - in->vals;
+		else
+		{
+			/* a value a step adds: it lives in the step, as long as the plan */
+			plan->src[i] = -1;
+			plan->consts[i] = *v;
+		}
+	}
+	first->plan = plan;
+	return plan;
+}
+
+/*
+ * Apply a chain of declarative steps only, from "first", to an object:
+ * worked out once for the object's keys (upcast_plan_make), then each
+ * object of the same keys is one pass from its top-level values to the
+ * result.  "in", "out" and "scratch" are pairs to work in.
+ */
+Jsonb *
+upcast_chain_edit(UpcastStep *first, Jsonb *data, UpcastPairs *in, UpcastPairs *out,
+				  UpcastPairs *scratch)
+{
+	UpcastPlan *plan = first->plan;
+	int			i;
+
+	upcast_pairs_load(in, data);
+	if (plan == NULL || !upcast_plan_matches(plan, in))
+		plan = upcast_plan_make(first, in, out, scratch);
+	if (out->cap < plan->nout)
+		upcast_pairs_grow(out, plan->nout);
+	for (i = 0; i < plan->nout; i++)
+	{
+		out->keys[i] = plan->outkeys[i];
+		out->vals[i] = plan->src[i] >= 0 ? in->vals[plan->src[i]] : plan->consts[i];
+	}
+	out->n = plan->nout;
+	out->sorted = true;
+	return upcast_pairs_build(out);
+}

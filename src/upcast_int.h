@@ -22,6 +22,8 @@ typedef struct UpcastKey
 	int32		version;
 } UpcastKey;
 
+struct UpcastPlan;
+
 /* One registered step, from (type, version) to (to_type, version + 1) */
 typedef struct UpcastStep
 {
@@ -52,6 +54,14 @@ typedef struct UpcastStep
 	int			nremove;
 	char	  **remove;
 	int		   *remove_len;
+	/* the chain that starts here, once worked out (upcast_chain_info) */
+	bool		chain_known;
+	bool		chain_edits_only;	/* none of its steps has a function */
+	bool		chain_has_edits;	/* some step of it edits the data */
+	int			chain_length;
+	struct UpcastStep *chain_last;
+	struct UpcastStep *chain_renamed;	/* its last step renaming the type */
+	struct UpcastPlan *plan;	/* its edits for the last shape met */
 } UpcastStep;
 
 /*
@@ -77,6 +87,8 @@ extern void upcast_pairs_load(UpcastPairs *p, Jsonb *data);
 extern void upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work);
 extern Jsonb *upcast_pairs_build(UpcastPairs *p);
 extern void upcast_step_edits_init(UpcastStep *step);
+extern Jsonb *upcast_chain_edit(UpcastStep *first, Jsonb *data, UpcastPairs *in,
+								UpcastPairs *out, UpcastPairs *scratch);
 
 /* upcast_inline.c */
 extern Expr *upcast_sql_body(Oid funcoid);

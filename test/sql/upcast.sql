@@ -183,6 +183,37 @@ SELECT count(*) FILTER (WHERE r.data = x AND r.data::text = x::text) AS same, co
 SELECT es.unregister_upcaster('UpWide', 2);
 SELECT es.unregister_upcaster('UpWide', 1);
 
+-- a chain of declarative steps only is worked out once for a shape of
+-- object (its keys) and applied to each object of that shape in one pass:
+-- the same as step by step (the same chain followed by a function step,
+-- which applies it one step at a time), for objects of several shapes in
+-- runs, whose values change type from object to object, with renames onto
+-- keys that exist
+CREATE FUNCTION up_same(d jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN d;
+SELECT es.register_upcaster(t, 1, rename_fields => '{"k1": "k2", "k3": "k9"}',
+                            add_fields => '{"k4": "added", "x": null}', remove_fields => ARRAY['k5'])
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT es.register_upcaster(t, 2, rename_fields => '{"k2": "k1", "x": "k6"}', add_fields => '{"k9": 0}')
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT es.register_upcaster('UpShapeF', 3, 'up_same(jsonb)');
+SELECT es.append('up-shape-' || t, ARRAY(
+    SELECT es.new_event(t, (SELECT jsonb_object_agg('k' || j, CASE (i + j) % 6
+               WHEN 0 THEN to_jsonb(i * j) WHEN 1 THEN to_jsonb(repeat('x', i % 5))
+               WHEN 2 THEN jsonb_build_object('o', i) WHEN 3 THEN 'null'::jsonb
+               WHEN 4 THEN to_jsonb(i % 2 = 0) ELSE to_jsonb(i::numeric / 7) END)
+             FROM generate_series(1, 1 + (i / 10) % 9) j))
+      FROM generate_series(1, 200) i))
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT count(*) FILTER (WHERE a.data = b.data AND a.data::text = b.data::text
+                        AND a.schema_version = 3 AND b.schema_version = 4) AS same,
+       count(DISTINCT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(a.data) k)) AS shapes,
+       count(*) AS total
+  FROM es.read_stream('up-shape-UpShape') a JOIN es.read_stream('up-shape-UpShapeF') b USING (stream_version);
+SELECT data FROM es.read_stream('up-shape-UpShape', 1, 12) WHERE stream_version IN (1, 11);
+SELECT es.unregister_upcaster('UpShapeF', 3);
+SELECT es.unregister_upcaster(t, v) FROM unnest(ARRAY['UpShape', 'UpShapeF']) t, generate_series(2, 1, -1) v;
+DROP FUNCTION up_same(jsonb);
+
 -- an SQL upcaster made of built-in, non-volatile calls runs in one batch per
 -- read (no section of its own per event), and still as its owner, with the
 -- search_path of its registration, on every event; the reader's identity
