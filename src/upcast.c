@@ -14,7 +14,11 @@
  *
  * A function step is compiled once into an expression, fn($1), through the
  * planner: a SQL-language upcaster made of one expression is inlined, and
- * runs as fast as the same expression written by hand in a query.
+ * runs as fast as the same expression written by hand in a query
+ * (upcast_inline.c).  Declarative edits work on the object's top-level
+ * pairs (upcast_edit.c).  This file holds the cache and runs the chain of
+ * steps of each event, with the identity and search_path each step's user
+ * code runs under.
  *
  * Copyright (c) 2026, es developers
  *
@@ -30,15 +34,9 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "catalog/pg_language.h"
-#include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -55,7 +53,7 @@
 #include "upcast_int.h"
 
 /* The backend's cache of the registry */
-static MemoryContext upcast_cxt = NULL;
+MemoryContext upcast_cxt = NULL;	/* the cache's memory (upcast_int.h) */
 static HTAB *upcast_steps = NULL;
 static bool upcast_valid = false;
 static int	upcast_nsteps = 0;
@@ -80,22 +78,6 @@ static UpcastPairs upcast_work;
 static UpcastPairs upcast_scratch;
 static char *upcast_data_buf = NULL;
 static Size upcast_data_buf_size = 0;
-
-/*
- * What one evaluation of fn($1) uses: its parameter and expression context.
- * An upcaster may read events, and so upcast again while it runs: each call
- * depth has its own (and its own ExprState of each step), so that a nested
- * evaluation never writes into the state of the one it runs inside.
- */
-typedef struct UpcastLevel
-{
-	ParamListInfo params;
-	ExprContext *econtext;
-} UpcastLevel;
-
-static UpcastLevel *upcast_levels = NULL;	/* in upcast_cxt */
-static int	upcast_nlevels = 0;
-static int	upcast_call_depth = 0;	/* evaluations of fn($1) running now */
 
 /* What an error while upcasting should name */
 typedef struct UpcastErrorContext
@@ -153,7 +135,10 @@ upcast_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		upcast_depth = upcast_call_depth = 0;
+	{
+		upcast_depth = 0;
+		upcast_calls_end_xact();
+	}
 }
 
 /* A text[] datum as a palloc'd array of C strings */
@@ -189,8 +174,7 @@ upcast_load(void)
 		MemoryContextReset(upcast_cxt);
 	upcast_steps = NULL;
 	upcast_nsteps = 0;
-	upcast_levels = NULL;
-	upcast_nlevels = 0;
+	upcast_calls_reset();
 	upcast_last_type = NULL;
 	upcast_last_len = -1;
 	upcast_last_step = NULL;
@@ -386,90 +370,6 @@ upcast_find(const char *type, int len, int32 version)
 	return hash_search(upcast_steps, &key, HASH_FIND, NULL);
 }
 
-/*
- * Compile fn($1) for a function step at a call depth: the planner inlines
- * SQL functions.  As the function's owner, under the search_path captured
- * when the step was registered: what the inlined body names, and the right
- * to execute it, are the owner's.  The expression is planned once; each depth has its ExprState.
- */
-static ExprState *
-upcast_compile(UpcastStep *step, int depth)
-{
-	MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
-	EsUserCode	uc;
-
-	if (depth >= step->nexprs)
-	{
-		int			n = Max(depth + 1, 4);
-
-		step->exprs = step->exprs == NULL ? palloc0(sizeof(ExprState *) * n) :
-			repalloc(step->exprs, sizeof(ExprState *) * n);
-		memset(step->exprs + step->nexprs, 0, sizeof(ExprState *) * (n - step->nexprs));
-		step->nexprs = n;
-	}
-	es_usercode_begin_path(&uc, step->owner, step->search_path);
-	if (step->planned == NULL)
-	{
-		Param	   *param = makeNode(Param);
-		FuncExpr   *call;
-
-		param->paramkind = PARAM_EXTERN;
-		param->paramid = 1;
-		param->paramtype = JSONBOID;
-		param->paramtypmod = -1;
-		param->paramcollid = InvalidOid;
-		param->location = -1;
-		call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
-							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-		step->planned = expression_planner((Expr *) call);
-
-		/*
-		 * The planner keeps the call when the body is more volatile than
-		 * the function is declared (an IMMUTABLE upcaster that calls the
-		 * STABLE jsonb_build_object, say), since it could be folded at plan
-		 * time.  Nothing is folded here: the expression runs for each
-		 * event, as the call would, so its body can be used all the same.
-		 */
-		if (IsA(step->planned, FuncExpr) &&
-			((FuncExpr *) step->planned)->funcid == step->funcoid)
-		{
-			Expr	   *body = upcast_sql_body(step->funcoid);
-
-			if (body != NULL)
-				step->planned = expression_planner(body);
-		}
-		step->inert = upcast_inert(step->planned);
-	}
-	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
-	es_usercode_end(&uc);
-	MemoryContextSwitchTo(old);
-	return step->exprs[depth];
-}
-
-/* The parameter and expression context of a call depth */
-static UpcastLevel *
-upcast_level(int depth)
-{
-	if (depth >= upcast_nlevels)
-	{
-		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
-		int			n = Max(depth + 1, 4);
-		int			i;
-
-		upcast_levels = upcast_levels == NULL ? palloc(sizeof(UpcastLevel) * n) :
-			repalloc(upcast_levels, sizeof(UpcastLevel) * n);
-		for (i = upcast_nlevels; i < n; i++)
-		{
-			upcast_levels[i].params = makeParamList(1);
-			upcast_levels[i].econtext = CreateStandaloneExprContext();
-			upcast_levels[i].econtext->ecxt_param_list_info = upcast_levels[i].params;
-		}
-		upcast_nlevels = n;
-		MemoryContextSwitchTo(old);
-	}
-	return &upcast_levels[depth];
-}
-
 /* Error context: name the event and the step being applied */
 static void
 upcast_error_callback(void *arg)
@@ -485,60 +385,6 @@ upcast_error_callback(void *arg)
 			   c->step->key.version + 1,
 			   OidIsValid(c->step->funcoid) ? ", function " : "",
 			   OidIsValid(c->step->funcoid) ? c->step->funcname : "");
-}
-
-/* Run a step's function on the data (inside its owner's user-code section) */
-static Jsonb *
-upcast_call(UpcastStep *step, Jsonb *data)
-{
-	Datum		result;
-	bool		isnull;
-	Jsonb	   *out;
-	int			depth = upcast_call_depth;
-	ExprState  *expr;
-	UpcastLevel *level;
-	ExprContext *econtext;
-
-	/*
-	 * This depth's expression and context: the function may read events,
-	 * and those are upcast one depth further.  (After an error caught inside
-	 * an upcaster the depth stays higher until the transaction ends: deeper
-	 * slots are used meanwhile, never one in use.)
-	 */
-	expr = depth < step->nexprs ? step->exprs[depth] : NULL;
-	if (expr == NULL)
-		expr = upcast_compile(step, depth);
-	level = upcast_level(depth);
-	level->params->params[0].value = JsonbPGetDatum(data);
-	level->params->params[0].isnull = false;
-	level->params->params[0].pflags = PARAM_FLAG_CONST;
-	level->params->params[0].ptype = JSONBOID;
-	/* a nested call may move upcast_levels: keep only what it points to */
-	econtext = level->econtext;
-	/*
-	 * What the expression allocates, the result included, goes to the
-	 * caller's memory (reset by the caller once the event is out), not to a
-	 * context of its own that would have to be copied out of and reset.
-	 */
-	econtext->ecxt_per_tuple_memory = CurrentMemoryContext;
-
-	upcast_call_depth = depth + 1;
-	result = ExecEvalExpr(expr, econtext, &isnull);
-	upcast_call_depth = depth;
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("upcaster %s returned NULL", step->funcname),
-				 errhint("An upcaster must return the event's data as a JSON object.")));
-	out = DatumGetJsonbP(result);
-	if (!JB_ROOT_IS_OBJECT(out))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("upcaster %s returned %s, not a JSON object",
-						step->funcname,
-						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
-				 errhint("An upcaster must return the event's data as a JSON object.")));
-	return out;
 }
 
 /* The step that applies first to an event of this type and version, or NULL */
@@ -699,7 +545,7 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 
 			/* compiled first: whether it is inert is known then */
 			if (step->planned == NULL)
-				(void) upcast_compile(step, upcast_call_depth);
+				upcast_prepare(step);
 
 			/*
 			 * User code runs as the function's owner, with the search_path

@@ -90,8 +90,13 @@ extern void upcast_step_edits_init(UpcastStep *step);
 extern Jsonb *upcast_chain_edit(UpcastStep *first, Jsonb *data, UpcastPairs *in,
 								UpcastPairs *out, UpcastPairs *scratch);
 
+/* upcast.c: the memory of the backend's cache of the registry */
+extern MemoryContext upcast_cxt;
+
 /* upcast_inline.c */
-extern Expr *upcast_sql_body(Oid funcoid);
-extern bool upcast_inert(Expr *expr);
+extern void upcast_prepare(UpcastStep *step);
+extern Jsonb *upcast_call(UpcastStep *step, Jsonb *data);
+extern void upcast_calls_reset(void);
+extern void upcast_calls_end_xact(void);
 
 #endif							/* ES_UPCAST_INT_H */
