@@ -2,7 +2,7 @@
 
 EXTENSION = es
 MODULE_big = es
-OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/append_call.o src/read.o src/read_global.o src/upcast.o src/upcast_edit.o src/upcast_inline.o src/fold.o \
+OBJS = src/es.o src/guard.o src/horizon.o src/append.o src/append_call.o src/read.o src/read_global.o src/read_row.o src/upcast.o src/upcast_edit.o src/upcast_inline.o src/fold.o \
 	src/lifecycle.o src/handler.o \
 	src/projector/launcher.o src/projector/worker.o src/projector/slot.o \
 	src/projector/decode.o src/projector/apply.o src/projector/catchup.o \

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
@@ -216,75 +217,6 @@ read_type_wanted(HeapTuple tuple, TupleDesc desc, List *types)
 			return true;
 	}
 	return false;
-}
-
-/*
- * The memory of the results of es's reads.  A set-returning function hands
- * its rows over in a tuplestore that lives as long as the query; made in the
- * query's memory, the rows of each read (a few MB for 10k events) would go
- * to fresh memory every time, each page taken with a page fault and handed
- * back to the system when the query ends.  Made here instead, the rows that
- * the tuplestore frees when the query is done with them are reused by the
- * next read.  The rows of a query that failed are not freed by it: they stay
- * until the context is reset, which happens when no result is in use and
- * the context has grown past READ_RESULT_KEEP, so that the memory kept,
- * free or not, stays about that size.  (From PostgreSQL 17 on, a tuplestore
- * keeps its rows in a memory context of its own, a child of this one, that
- * it deletes when it ends: then only its state is kept here, and the rows
- * go to fresh memory each time as before.)
- */
-#define READ_RESULT_KEEP	(8 * 1024 * 1024)
-
-static MemoryContext read_result_cxt = NULL;
-static int	read_result_users = 0;	/* queries whose result is in it */
-
-/* A query that used a result of read_result_cxt is over (ended or failed) */
-static void
-read_result_done(void *arg)
-{
-	if (read_result_users > 0)
-		read_result_users--;
-	if (read_result_users == 0 &&
-		MemoryContextMemAllocated(read_result_cxt, true) > READ_RESULT_KEEP)
-		MemoryContextReset(read_result_cxt);
-}
-
-/*
- * Start the result of a set-returning read (as InitMaterializedSRF with
- * MAT_SRF_USE_EXPECTED_DESC), its rows in read_result_cxt.
- */
-static void
-read_materialize(FunctionCallInfo fcinfo)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query;
-	MemoryContext old;
-	MemoryContextCallback *cb;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (!(rsinfo->allowedModes & SFRM_Materialize) || rsinfo->expectedDesc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("materialize mode required, but it is not allowed in this context")));
-	if (read_result_cxt == NULL)
-		read_result_cxt = AllocSetContextCreate(TopMemoryContext, "es read results",
-												ALLOCSET_DEFAULT_SIZES);
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
-	old = MemoryContextSwitchTo(per_query);
-	rsinfo->setDesc = CreateTupleDescCopy(rsinfo->expectedDesc);
-	cb = palloc(sizeof(MemoryContextCallback));
-	cb->func = read_result_done;
-	cb->arg = NULL;
-	MemoryContextRegisterResetCallback(per_query, cb);
-	read_result_users++;
-	MemoryContextSwitchTo(read_result_cxt);
-	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
-											  false, work_mem);
-	rsinfo->returnMode = SFRM_Materialize;
-	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -550,6 +482,23 @@ read_stream_each(text *stream_id, int64 from_version, ReadEachFn fn, void *arg)
 }
 
 /*
+ * The es.event columns of a stored event: taken apart directly when the
+ * row is of the kind read_row.c knows ("len" > 0), else by the slot.
+ */
+static void
+read_event_values(TupleTableSlot *slot, HeapTuple stored, Size len, Datum *values, bool *nulls)
+{
+	if (len > 0)
+		read_stored_values(stored, values, nulls);
+	else
+	{
+		slot_getsomeattrs(slot, READ_NATTS);
+		memcpy(values, slot->tts_values, sizeof(Datum) * READ_NATTS);
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * READ_NATTS);
+	}
+}
+
+/*
  * es.read_stream without SPI: an index scan of the primary key (stream_id,
  * stream_version) under the statement's snapshot, the events copied into
  * the result as they come, upcast when a step applies.  It returns what
@@ -568,10 +517,15 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	Relation	index;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
+	int			nkeys;
 	TupleTableSlot *slot;
 	MemoryContext per_event = NULL;
 	int64		emitted = 0;
 	bool		upcasting = upcast_any();
+	bool		need_values = upcasting || has_as_of || has_min;
+	int			tail;
+	int			natts;
+	ReadRowBuf	buf = {CurrentMemoryContext, NULL, 0};
 	EsUserCodeBatch batch;
 
 	read_materialize(fcinfo);
@@ -587,24 +541,31 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	rel = table_open(relid, AccessShareLock);
 	index = index_open(es_relation_oid(ES_EVENTS_PKEY), AccessShareLock);
 	slot = table_slot_create(rel, NULL);
+	tail = read_stored_tail(RelationGetDescr(rel), rsinfo->setDesc);
+	natts = RelationGetDescr(rel)->natts;
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
 						   PointerGetDatum(stream_id));
-	ScanKeyEntryInitialize(&keys[1], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
-						   InvalidOid, F_INT8GE, Int64GetDatum(from));
-	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	/* versions start at 1: from 1 on is the whole stream, one key less to check per event */
+	nkeys = 1;
+	if (from > 1)
+		ScanKeyEntryInitialize(&keys[nkeys++], 0, 2, BTGreaterEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT8GE, Int64GetDatum(from));
+	scan = index_beginscan_compat(rel, index, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 
 	while (index_getnext_slot(scan, backwards ? BackwardScanDirection : ForwardScanDirection,
 							  slot))
 	{
 		Datum		values[READ_NATTS];
 		bool		nulls[READ_NATTS];
+		bool		put = false;
+		HeapTuple	stored = ExecFetchSlotHeapTuple(slot, false, NULL);
+		Size		len = read_stored_len(stored, natts, tail);
 
 		CHECK_FOR_INTERRUPTS();
-		slot_getsomeattrs(slot, READ_NATTS);
-		memcpy(values, slot->tts_values, sizeof(values));
-		memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+		if (need_values)
+			read_event_values(slot, stored, len, values, nulls);
 		if (has_as_of || has_min)
 		{
 			TimestampTz at = DatumGetTimestampTz(values[READ_ATT_RECORDED_AT - 1]);
@@ -617,13 +578,21 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 		{
 			MemoryContext old = MemoryContextSwitchTo(per_event);
 
-			(void) upcast_values_batched(values, nulls, &batch);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			put = upcast_values_batched(values, nulls, &batch);
+			if (put && (len == 0 || !read_put_upcast(rsinfo->setResult, stored, values, &buf)))
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(per_event);
 		}
-		else
+		/* no step applies: the event leaves as it is stored */
+		if (!put && len > 0)
+			read_put_stored(rsinfo->setResult, stored, len, &buf);
+		else if (!put)
+		{
+			if (!need_values)
+				read_event_values(slot, stored, len, values, nulls);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 		if (++emitted == limit)
 			break;
 	}
@@ -635,6 +604,8 @@ read_stream_direct(FunctionCallInfo fcinfo, Oid relid, text *stream_id,
 	table_close(rel, AccessShareLock);
 	if (per_event)
 		MemoryContextDelete(per_event);
+	if (buf.data)
+		pfree(buf.data);
 }
 
 PG_FUNCTION_INFO_V1(es_read_stream);

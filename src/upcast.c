@@ -14,7 +14,11 @@
  *
  * A function step is compiled once into an expression, fn($1), through the
  * planner: a SQL-language upcaster made of one expression is inlined, and
- * runs as fast as the same expression written by hand in a query.
+ * runs as fast as the same expression written by hand in a query
+ * (upcast_inline.c).  Declarative edits work on the object's top-level
+ * pairs (upcast_edit.c).  This file holds the cache and runs the chain of
+ * steps of each event, with the identity and search_path each step's user
+ * code runs under.
  *
  * Copyright (c) 2026, es developers
  *
@@ -30,15 +34,9 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "catalog/pg_language.h"
-#include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -55,7 +53,7 @@
 #include "upcast_int.h"
 
 /* The backend's cache of the registry */
-static MemoryContext upcast_cxt = NULL;
+MemoryContext upcast_cxt = NULL;	/* the cache's memory (upcast_int.h) */
 static HTAB *upcast_steps = NULL;
 static bool upcast_valid = false;
 static int	upcast_nsteps = 0;
@@ -69,20 +67,17 @@ static int32 upcast_last_version = 0;
 static UpcastStep *upcast_last_step = NULL;
 
 /*
- * What one evaluation of fn($1) uses: its parameter and expression context.
- * An upcaster may read events, and so upcast again while it runs: each call
- * depth has its own (and its own ExprState of each step), so that a nested
- * evaluation never writes into the state of the one it runs inside.
+ * What declarative edits work in, kept from event to event (in upcast_cxt):
+ * an event's top-level pairs and scratch pairs, and an aligned copy of
+ * stored data that has a short header.  Only es's C code runs from the
+ * moment an event's pairs are loaded to the moment its object is built, so
+ * a nested read (an upcaster's) never finds them in use.
  */
-typedef struct UpcastLevel
-{
-	ParamListInfo params;
-	ExprContext *econtext;
-} UpcastLevel;
-
-static UpcastLevel *upcast_levels = NULL;	/* in upcast_cxt */
-static int	upcast_nlevels = 0;
-static int	upcast_call_depth = 0;	/* evaluations of fn($1) running now */
+static UpcastPairs upcast_pairs;
+static UpcastPairs upcast_work;
+static UpcastPairs upcast_scratch;
+static char *upcast_data_buf = NULL;
+static Size upcast_data_buf_size = 0;
 
 /* What an error while upcasting should name */
 typedef struct UpcastErrorContext
@@ -140,7 +135,10 @@ upcast_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		upcast_depth = upcast_call_depth = 0;
+	{
+		upcast_depth = 0;
+		upcast_calls_end_xact();
+	}
 }
 
 /* A text[] datum as a palloc'd array of C strings */
@@ -176,11 +174,16 @@ upcast_load(void)
 		MemoryContextReset(upcast_cxt);
 	upcast_steps = NULL;
 	upcast_nsteps = 0;
-	upcast_levels = NULL;
-	upcast_nlevels = 0;
+	upcast_calls_reset();
 	upcast_last_type = NULL;
 	upcast_last_len = -1;
 	upcast_last_step = NULL;
+	memset(&upcast_pairs, 0, sizeof(upcast_pairs));
+	memset(&upcast_work, 0, sizeof(upcast_work));
+	memset(&upcast_scratch, 0, sizeof(upcast_scratch));
+	upcast_pairs.cxt = upcast_work.cxt = upcast_scratch.cxt = upcast_cxt;
+	upcast_data_buf = NULL;
+	upcast_data_buf_size = 0;
 
 	/* mark valid first: an invalidation while loading marks it stale again */
 	upcast_valid = true;
@@ -264,10 +267,13 @@ upcast_load(void)
 		step->inert = false;
 		step->next = NULL;
 		step->next_known = false;
+		step->chain_known = false;
+		step->plan = NULL;
 		step->exprs = NULL;
 		step->nexprs = 0;
 		step->renames_type = !n[3];
 		step->to_type = n[3] ? type : TextDatumGetCString(v[3]);
+		step->to_type_text = cstring_to_text(step->to_type);
 		step->nrename = 0;
 		step->rename_from = step->rename_to = NULL;
 		if (!n[4])
@@ -312,6 +318,7 @@ upcast_load(void)
 		}
 		step->nremove = 0;
 		step->remove = n[6] ? NULL : upcast_text_array(v[6], &step->nremove);
+		upcast_step_edits_init(step);
 		upcast_nsteps++;
 		MemoryContextSwitchTo(old);
 	}
@@ -363,90 +370,6 @@ upcast_find(const char *type, int len, int32 version)
 	return hash_search(upcast_steps, &key, HASH_FIND, NULL);
 }
 
-/*
- * Compile fn($1) for a function step at a call depth: the planner inlines
- * SQL functions.  As the function's owner, under the search_path captured
- * when the step was registered: what the inlined body names, and the right
- * to execute it, are the owner's.  The expression is planned once; each depth has its ExprState.
- */
-static ExprState *
-upcast_compile(UpcastStep *step, int depth)
-{
-	MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
-	EsUserCode	uc;
-
-	if (depth >= step->nexprs)
-	{
-		int			n = Max(depth + 1, 4);
-
-		step->exprs = step->exprs == NULL ? palloc0(sizeof(ExprState *) * n) :
-			repalloc(step->exprs, sizeof(ExprState *) * n);
-		memset(step->exprs + step->nexprs, 0, sizeof(ExprState *) * (n - step->nexprs));
-		step->nexprs = n;
-	}
-	es_usercode_begin_path(&uc, step->owner, step->search_path);
-	if (step->planned == NULL)
-	{
-		Param	   *param = makeNode(Param);
-		FuncExpr   *call;
-
-		param->paramkind = PARAM_EXTERN;
-		param->paramid = 1;
-		param->paramtype = JSONBOID;
-		param->paramtypmod = -1;
-		param->paramcollid = InvalidOid;
-		param->location = -1;
-		call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
-							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-		step->planned = expression_planner((Expr *) call);
-
-		/*
-		 * The planner keeps the call when the body is more volatile than
-		 * the function is declared (an IMMUTABLE upcaster that calls the
-		 * STABLE jsonb_build_object, say), since it could be folded at plan
-		 * time.  Nothing is folded here: the expression runs for each
-		 * event, as the call would, so its body can be used all the same.
-		 */
-		if (IsA(step->planned, FuncExpr) &&
-			((FuncExpr *) step->planned)->funcid == step->funcoid)
-		{
-			Expr	   *body = upcast_sql_body(step->funcoid);
-
-			if (body != NULL)
-				step->planned = expression_planner(body);
-		}
-		step->inert = upcast_inert(step->planned);
-	}
-	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
-	es_usercode_end(&uc);
-	MemoryContextSwitchTo(old);
-	return step->exprs[depth];
-}
-
-/* The parameter and expression context of a call depth */
-static UpcastLevel *
-upcast_level(int depth)
-{
-	if (depth >= upcast_nlevels)
-	{
-		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
-		int			n = Max(depth + 1, 4);
-		int			i;
-
-		upcast_levels = upcast_levels == NULL ? palloc(sizeof(UpcastLevel) * n) :
-			repalloc(upcast_levels, sizeof(UpcastLevel) * n);
-		for (i = upcast_nlevels; i < n; i++)
-		{
-			upcast_levels[i].params = makeParamList(1);
-			upcast_levels[i].econtext = CreateStandaloneExprContext();
-			upcast_levels[i].econtext->ecxt_param_list_info = upcast_levels[i].params;
-		}
-		upcast_nlevels = n;
-		MemoryContextSwitchTo(old);
-	}
-	return &upcast_levels[depth];
-}
-
 /* Error context: name the event and the step being applied */
 static void
 upcast_error_callback(void *arg)
@@ -462,57 +385,6 @@ upcast_error_callback(void *arg)
 			   c->step->key.version + 1,
 			   OidIsValid(c->step->funcoid) ? ", function " : "",
 			   OidIsValid(c->step->funcoid) ? c->step->funcname : "");
-}
-
-/* Run a step's function on the data (inside its owner's user-code section) */
-static Jsonb *
-upcast_call(UpcastStep *step, Jsonb *data)
-{
-	Datum		result;
-	bool		isnull;
-	Jsonb	   *out;
-	int			depth = upcast_call_depth;
-	ExprState  *expr;
-	UpcastLevel *level;
-	ExprContext *econtext;
-
-	/*
-	 * This depth's expression and context: the function may read events,
-	 * and those are upcast one depth further.  (After an error caught inside
-	 * an upcaster the depth stays higher until the transaction ends: deeper
-	 * slots are used meanwhile, never one in use.)
-	 */
-	expr = depth < step->nexprs ? step->exprs[depth] : NULL;
-	if (expr == NULL)
-		expr = upcast_compile(step, depth);
-	level = upcast_level(depth);
-	level->params->params[0].value = JsonbPGetDatum(data);
-	level->params->params[0].isnull = false;
-	level->params->params[0].pflags = PARAM_FLAG_CONST;
-	level->params->params[0].ptype = JSONBOID;
-	/* a nested call may move upcast_levels: keep only what it points to */
-	econtext = level->econtext;
-
-	upcast_call_depth = depth + 1;
-	result = ExecEvalExpr(expr, econtext, &isnull);
-	upcast_call_depth = depth;
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("upcaster %s returned NULL", step->funcname),
-				 errhint("An upcaster must return the event's data as a JSON object.")));
-	out = DatumGetJsonbP(result);
-	if (!JB_ROOT_IS_OBJECT(out))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("upcaster %s returned %s, not a JSON object",
-						step->funcname,
-						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
-				 errhint("An upcaster must return the event's data as a JSON object.")));
-	/* the result may live in the per-tuple memory of the expression context */
-	out = (Jsonb *) PG_DETOAST_DATUM_COPY(result);
-	ResetExprContext(econtext);
-	return out;
 }
 
 /* The step that applies first to an event of this type and version, or NULL */
@@ -541,6 +413,80 @@ upcast_first_step(Datum type, int32 version)
 	return upcast_last_step;
 }
 
+/* True when two steps run as the same role with the same search_path */
+static bool
+upcast_same_user(UpcastStep *a, UpcastStep *b)
+{
+	return a->owner == b->owner &&
+		(a->search_path == b->search_path ||
+		 (a->search_path != NULL && b->search_path != NULL &&
+		  strcmp(a->search_path, b->search_path) == 0));
+}
+
+/*
+ * An event's data as an aligned jsonb, for declarative edits: stored data
+ * with a short header is copied into a buffer kept for it (the edits read
+ * it until the object is built), other data is detoasted as usual.
+ */
+static Jsonb *
+upcast_data_for_edits(Datum value)
+{
+	Pointer		p = DatumGetPointer(value);
+	Size		len;
+
+	if (!VARATT_IS_SHORT(p))
+		return DatumGetJsonbP(value);
+	len = VARSIZE_SHORT(p) - VARHDRSZ_SHORT + VARHDRSZ;
+	if (len > upcast_data_buf_size)
+	{
+		upcast_data_buf = upcast_data_buf == NULL ? MemoryContextAlloc(upcast_cxt, Max(len, 256)) :
+			repalloc(upcast_data_buf, len);
+		upcast_data_buf_size = Max(len, 256);
+	}
+	SET_VARSIZE(upcast_data_buf, len);
+	memcpy(VARDATA(upcast_data_buf), VARDATA_SHORT(p), len - VARHDRSZ);
+	return (Jsonb *) upcast_data_buf;
+}
+
+/* The step after "step" (at schema version "version"), or NULL */
+static UpcastStep *
+upcast_next(UpcastStep *step, int32 version)
+{
+	if (!step->next_known)
+	{
+		step->next = step->renames_type ?
+			upcast_find(step->to_type, strlen(step->to_type), version) :
+			upcast_find(step->key.type, step->key.len, version);
+		step->next_known = true;
+	}
+	return step->next;
+}
+
+/* Work out the chain that starts at "first" (versions grow: it ends) */
+static void
+upcast_chain_info(UpcastStep *first)
+{
+	UpcastStep *step;
+	int32		version = first->key.version;
+
+	first->chain_edits_only = true;
+	first->chain_has_edits = false;
+	first->chain_length = 0;
+	first->chain_renamed = NULL;
+	for (step = first; step != NULL; step = upcast_next(step, ++version))
+	{
+		if (OidIsValid(step->funcoid))
+			first->chain_edits_only = false;
+		if (step->has_edits)
+			first->chain_has_edits = true;
+		if (step->renames_type)
+			first->chain_renamed = step;
+		first->chain_length++;
+		first->chain_last = step;
+	}
+	first->chain_known = true;
+}
+
 /*
  * Run the chain of steps from "step" on an event's values (the es.event
  * column layout): data, event_type and schema_version are replaced.
@@ -551,15 +497,15 @@ static void
 upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 {
 	int32		version = DatumGetInt32(values[READ_ATT_SCHEMA_VERSION - 1]);
-	Jsonb	   *data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
-	const char *cur_type = NULL;
-	UpcastPairs pairs = {0};
-	UpcastPairs work = {0};
+	Jsonb	   *data = NULL;	/* until a step needs it as a jsonb */
+	UpcastStep *renamed = NULL; /* the last step that renamed the type */
 	bool		decoded = false;
 	UpcastErrorContext ctx;
 	ErrorContextCallback errcb;
 	EsUserCode	uc;
 	UpcastStep *section = NULL; /* the step whose section is open */
+	EsUserCode	call;
+	UpcastStep *batched = NULL; /* the step whose batched call is open */
 
 	ctx.position = DatumGetInt64(values[READ_ATT_GLOBAL_POSITION - 1]);
 	ctx.stream_id = values[READ_ATT_STREAM_ID - 1];
@@ -570,6 +516,20 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
+	/* a chain of declarative steps only: one pass, from its plan */
+	if (!step->chain_known)
+		upcast_chain_info(step);
+	if (step->chain_edits_only)
+	{
+		ctx.step = step->chain_last;
+		if (step->chain_has_edits)
+			data = upcast_chain_edit(step, upcast_data_for_edits(values[READ_ATT_DATA - 1]),
+									 &upcast_pairs, &upcast_work, &upcast_scratch);
+		version += step->chain_length;
+		renamed = step->chain_renamed;
+		step = NULL;
+	}
+
 	while (step != NULL)
 	{
 		ctx.step = step;
@@ -577,13 +537,15 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 		{
 			if (decoded)
 			{
-				data = upcast_pairs_build(&pairs);
+				data = upcast_pairs_build(&upcast_pairs);
 				decoded = false;
 			}
+			else if (data == NULL)
+				data = DatumGetJsonbP(values[READ_ATT_DATA - 1]);
 
 			/* compiled first: whether it is inert is known then */
 			if (step->planned == NULL)
-				(void) upcast_compile(step, upcast_call_depth);
+				upcast_prepare(step);
 
 			/*
 			 * User code runs as the function's owner, with the search_path
@@ -592,27 +554,37 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 			 * they SET is rolled back before any other code runs.  An
 			 * inert step, which can SET nothing, runs in the reader's
 			 * batch when it has one: the same identity, restrictions and
-			 * path, without a section of its own per event.
+			 * path, without a section of its own per event; consecutive
+			 * inert steps of one owner and path share one switch.
 			 */
 			if (batch != NULL && step->inert &&
 				(section == NULL || section->owner != step->owner))
 			{
-				EsUserCode	call;
-
 				if (section != NULL)
 				{
 					es_usercode_end(&uc);
 					section = NULL;
 				}
-				es_usercode_begin_batched(batch, &call, step->owner, step->search_path);
+				if (batched != NULL && !upcast_same_user(batched, step))
+				{
+					es_usercode_end_batched(&call);
+					batched = NULL;
+				}
+				if (batched == NULL)
+				{
+					es_usercode_begin_batched(batch, &call, step->owner, step->search_path);
+					batched = step;
+				}
 				data = upcast_call(step, data);
-				es_usercode_end_batched(&call);
 			}
 			else
 			{
-				if (section == NULL || section->owner != step->owner ||
-					strcmp(section->search_path ? section->search_path : "",
-						   step->search_path ? step->search_path : "") != 0)
+				if (batched != NULL)
+				{
+					es_usercode_end_batched(&call);
+					batched = NULL;
+				}
+				if (section == NULL || !upcast_same_user(section, step))
 				{
 					if (section != NULL)
 						es_usercode_end(&uc);
@@ -622,37 +594,35 @@ upcast_apply(UpcastStep *step, Datum *values, EsUserCodeBatch *batch)
 				data = upcast_call(step, data);
 			}
 		}
-		if (upcast_has_edits(step))
+		if (step->has_edits)
 		{
 			if (!decoded)
 			{
-				upcast_pairs_load(&pairs, data);
+				upcast_pairs_load(&upcast_pairs, data != NULL ? data :
+								  upcast_data_for_edits(values[READ_ATT_DATA - 1]));
 				decoded = true;
 			}
-			upcast_pairs_edit(step, &pairs, &work);
+			upcast_pairs_edit(step, &upcast_pairs, &upcast_work);
 		}
 		version++;
-		if (step->renames_type || cur_type != NULL)
-			cur_type = step->to_type;
-		if (!step->next_known)
-		{
-			step->next = step->renames_type ?
-				upcast_find(step->to_type, strlen(step->to_type), version) :
-				upcast_find(step->key.type, step->key.len, version);
-			step->next_known = true;
-		}
-		step = step->next;
+		if (step->renames_type)
+			renamed = step;
+		step = upcast_next(step, version);
 	}
+	if (batched != NULL)
+		es_usercode_end_batched(&call);
 	if (section != NULL)
 		es_usercode_end(&uc);
 	if (decoded)
-		data = upcast_pairs_build(&pairs);
+		data = upcast_pairs_build(&upcast_pairs);
 
 	error_context_stack = errcb.previous;
 
-	values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
-	if (cur_type != NULL)
-		values[READ_ATT_EVENT_TYPE - 1] = CStringGetTextDatum(cur_type);
+	if (data != NULL)
+		values[READ_ATT_DATA - 1] = JsonbPGetDatum(data);
+	/* the cache's text of the type lives as long as this read */
+	if (renamed != NULL)
+		values[READ_ATT_EVENT_TYPE - 1] = PointerGetDatum(renamed->to_type_text);
 	values[READ_ATT_SCHEMA_VERSION - 1] = Int32GetDatum(version);
 }
 

@@ -17,14 +17,14 @@
 #include "es.h"
 #include "upcast_int.h"
 
-/* Index of "key" in a list of names, or -1 */
+/* Index of "key" in a list of names (of lengths "lens"), or -1 */
 static int
-upcast_name_index(char **names, int n, const char *key, int keylen)
+upcast_name_index(char **names, const int *lens, int n, const char *key, int keylen)
 {
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if ((int) strlen(names[i]) == keylen && memcmp(names[i], key, keylen) == 0)
+		if (lens[i] == keylen && memcmp(names[i], key, keylen) == 0)
 			return i;
 	return -1;
 }
@@ -42,17 +42,25 @@ upcast_pairs_find(UpcastPairs *p, const char *key, int len)
 	return -1;
 }
 
-/* Room for one more pair */
+/* Room for "n" pairs, in the pairs' context */
 static void
+upcast_pairs_grow(UpcastPairs *p, int n)
+{
+	MemoryContext cxt = p->cxt ? p->cxt : CurrentMemoryContext;
+
+	p->cap = Max(Max(p->cap * 2, n), 8);
+	p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
+		: MemoryContextAlloc(cxt, sizeof(JsonbValue) * p->cap);
+	p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
+		: MemoryContextAlloc(cxt, sizeof(JsonbValue) * p->cap);
+}
+
+/* Room for one more pair */
+static inline void
 upcast_pairs_reserve(UpcastPairs *p)
 {
-	if (p->n < p->cap)
-		return;
-	p->cap = Max(p->cap * 2, 8);
-	p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
-		: palloc(sizeof(JsonbValue) * p->cap);
-	p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
-		: palloc(sizeof(JsonbValue) * p->cap);
+	if (p->n >= p->cap)
+		upcast_pairs_grow(p, p->n + 1);
 }
 
 /* Set a key: replace its value when present, else append it */
@@ -89,13 +97,7 @@ upcast_pairs_load(UpcastPairs *p, Jsonb *data)
 	if (!JB_ROOT_IS_OBJECT(data) || JB_ROOT_IS_SCALAR(data))
 		elog(ERROR, "es: event data to upcast is not a JSON object");
 	if (p->cap < n)
-	{
-		p->cap = Max(n + 8, 8);
-		p->keys = p->keys ? repalloc(p->keys, sizeof(JsonbValue) * p->cap)
-			: palloc(sizeof(JsonbValue) * p->cap);
-		p->vals = p->vals ? repalloc(p->vals, sizeof(JsonbValue) * p->cap)
-			: palloc(sizeof(JsonbValue) * p->cap);
-	}
+		upcast_pairs_grow(p, n + 8);
 	for (i = 0; i < 2 * n; i++)
 	{
 		JEntry		e = children[i];
@@ -319,7 +321,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 		work->sorted = p->sorted;
 		/* kept keys, in their order, then the renamed ones */
 		for (i = 0; i < p->n; i++)
-			if (upcast_name_index(step->rename_from, step->nrename,
+			if (upcast_name_index(step->rename_from, step->rename_from_len, step->nrename,
 								  p->keys[i].val.string.val,
 								  p->keys[i].val.string.len) < 0)
 			{
@@ -329,7 +331,8 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 			}
 		for (i = 0; i < p->n; i++)
 		{
-			int			r = upcast_name_index(step->rename_from, step->nrename,
+			int			r = upcast_name_index(step->rename_from, step->rename_from_len,
+											  step->nrename,
 											  p->keys[i].val.string.val,
 											  p->keys[i].val.string.len);
 			JsonbValue	k;
@@ -338,7 +341,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 				continue;
 			k.type = jbvString;
 			k.val.string.val = step->rename_to[r];
-			k.val.string.len = strlen(step->rename_to[r]);
+			k.val.string.len = step->rename_to_len[r];
 			upcast_pairs_set(work, &k, &p->vals[i]);
 		}
 		tmp = *p;
@@ -356,7 +359,7 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 		}
 	for (i = 0; i < step->nremove; i++)
 	{
-		int			j = upcast_pairs_find(p, step->remove[i], strlen(step->remove[i]));
+		int			j = upcast_pairs_find(p, step->remove[i], step->remove_len[i]);
 
 		if (j < 0)
 			continue;
@@ -367,9 +370,174 @@ upcast_pairs_edit(UpcastStep *step, UpcastPairs *p, UpcastPairs *work)
 	}
 }
 
-/* True when a step has declarative edits */
-bool
-upcast_has_edits(UpcastStep *step)
+/*
+ * Fill in what the edits of a step loaded from the registry need besides
+ * the names: their lengths, and whether the step has any edit (in the
+ * step's memory context).
+ */
+void
+upcast_step_edits_init(UpcastStep *step)
 {
-	return step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
+	int			i;
+
+	step->rename_from_len = palloc(sizeof(int) * Max(step->nrename, 1));
+	step->rename_to_len = palloc(sizeof(int) * Max(step->nrename, 1));
+	for (i = 0; i < step->nrename; i++)
+	{
+		step->rename_from_len[i] = strlen(step->rename_from[i]);
+		step->rename_to_len[i] = strlen(step->rename_to[i]);
+	}
+	step->remove_len = palloc(sizeof(int) * Max(step->nremove, 1));
+	for (i = 0; i < step->nremove; i++)
+		step->remove_len[i] = strlen(step->remove[i]);
+	step->has_edits = step->nrename > 0 || step->nremove > 0 || step->nadd > 0;
+}
+
+/*
+ * A chain of declarative steps worked out for one shape of object: where
+ * each key of the result comes from.  The edits look only at keys, never
+ * at values, so objects with the same keys give results of the same keys,
+ * each value taken from the same input key or added by the same step.
+ */
+typedef struct UpcastPlan
+{
+	int			nin;			/* the keys of the objects it applies to */
+	int		   *inlens;
+	char	   *inkeys;			/* their bytes, one after the other */
+	int			nout;			/* the keys of the result, in jsonb's order */
+	JsonbValue *outkeys;		/* (their bytes in outbytes) */
+	char	   *outbytes;
+	int		   *src;			/* the input value of each, or -1 ... */
+	JsonbValue *consts;			/* ... for the value a step adds */
+} UpcastPlan;
+
+/* True when the keys of "in" are those the plan is for */
+static bool
+upcast_plan_matches(UpcastPlan *plan, UpcastPairs *in)
+{
+	const char *k = plan->inkeys;
+	int			i;
+
+	if (plan->nin != in->n)
+		return false;
+	for (i = 0; i < in->n; i++)
+	{
+		if (in->keys[i].val.string.len != plan->inlens[i] ||
+			memcmp(in->keys[i].val.string.val, k, plan->inlens[i]) != 0)
+			return false;
+		k += plan->inlens[i];
+	}
+	return true;
+}
+
+/*
+ * Work out the chain from "first" for the keys of "in": run its edits on
+ * the keys with markers for values (a jbvBinary of length -1 pointing to
+ * the input's slot), and record the result in the first step (in the
+ * context of the pairs, the cache's: the values steps add live there too).
+ */
+static UpcastPlan *
+upcast_plan_make(UpcastStep *first, UpcastPairs *in, UpcastPairs *out, UpcastPairs *scratch)
+{
+	MemoryContext cxt = in->cxt ? in->cxt : CurrentMemoryContext;
+	UpcastPlan *plan = first->plan;
+	UpcastStep *step;
+	Size		inbytes = 0;
+	Size		outbytes = 0;
+	char	   *b;
+	int			i;
+
+	out->n = 0;
+	out->sorted = in->sorted;
+	for (i = 0; i < in->n; i++)
+	{
+		upcast_pairs_reserve(out);
+		out->keys[out->n] = in->keys[i];
+		out->vals[out->n].type = jbvBinary;
+		out->vals[out->n].val.binary.data = (JsonbContainer *) &in->vals[i];
+		out->vals[out->n++].val.binary.len = -1;
+		inbytes += in->keys[i].val.string.len;
+	}
+	step = first;
+	for (i = 0; i < first->chain_length; i++)
+	{
+		upcast_pairs_edit(step, out, scratch);
+		step = step->next;
+	}
+	if (!out->sorted)
+		upcast_pairs_sort(out);
+	for (i = 0; i < out->n; i++)
+		outbytes += out->keys[i].val.string.len;
+
+	/* one block: the struct, then its arrays and bytes */
+	if (plan != NULL)
+		pfree(plan);
+	plan = MemoryContextAlloc(cxt, MAXALIGN(sizeof(UpcastPlan)) +
+							  MAXALIGN(sizeof(JsonbValue) * 2 * Max(out->n, 1)) +
+							  MAXALIGN(sizeof(int) * (in->n + out->n + 1)) +
+							  inbytes + outbytes);
+	b = (char *) plan + MAXALIGN(sizeof(UpcastPlan));
+	plan->outkeys = (JsonbValue *) b;
+	plan->consts = plan->outkeys + Max(out->n, 1);
+	b += MAXALIGN(sizeof(JsonbValue) * 2 * Max(out->n, 1));
+	plan->inlens = (int *) b;
+	plan->src = plan->inlens + in->n;
+	b += MAXALIGN(sizeof(int) * (in->n + out->n + 1));
+	plan->inkeys = b;
+	plan->outbytes = b + inbytes;
+	plan->nin = in->n;
+	for (i = 0; i < in->n; i++)
+	{
+		plan->inlens[i] = in->keys[i].val.string.len;
+		memcpy(b, in->keys[i].val.string.val, plan->inlens[i]);
+		b += plan->inlens[i];
+	}
+	plan->nout = out->n;
+	for (i = 0; i < out->n; i++)
+	{
+		JsonbValue *v = &out->vals[i];
+
+		plan->outkeys[i] = out->keys[i];
+		plan->outkeys[i].val.string.val = b;
+		memcpy(b, out->keys[i].val.string.val, out->keys[i].val.string.len);
+		b += out->keys[i].val.string.len;
+		if (v->type == jbvBinary && v->val.binary.len == -1)
+			plan->src[i] = (JsonbValue *) v->val.binary.data - in->vals;
+		else
+		{
+			/* a value a step adds: it lives in the step, as long as the plan */
+			plan->src[i] = -1;
+			plan->consts[i] = *v;
+		}
+	}
+	first->plan = plan;
+	return plan;
+}
+
+/*
+ * Apply a chain of declarative steps only, from "first", to an object:
+ * worked out once for the object's keys (upcast_plan_make), then each
+ * object of the same keys is one pass from its top-level values to the
+ * result.  "in", "out" and "scratch" are pairs to work in.
+ */
+Jsonb *
+upcast_chain_edit(UpcastStep *first, Jsonb *data, UpcastPairs *in, UpcastPairs *out,
+				  UpcastPairs *scratch)
+{
+	UpcastPlan *plan = first->plan;
+	int			i;
+
+	upcast_pairs_load(in, data);
+	if (plan == NULL || !upcast_plan_matches(plan, in))
+		plan = upcast_plan_make(first, in, out, scratch);
+	if (out->cap < plan->nout)
+		upcast_pairs_grow(out, plan->nout);
+	for (i = 0; i < plan->nout; i++)
+	{
+		out->keys[i] = plan->outkeys[i];
+		out->vals[i] = plan->src[i] >= 0 ? in->vals[plan->src[i]] : plan->consts[i];
+	}
+	out->n = plan->nout;
+	out->sorted = true;
+	return upcast_pairs_build(out);
 }

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * upcast_inline.c
- *	  What a function step of an upcaster compiles to: the body of a SQL
- *	  upcaster that can stand for a call to it (so that it is inlined), and
- *	  whether a compiled step is inert (it can change no setting, so that a
- *	  read may run it in one user-code section for all its events).
+ *	  Function steps of upcasters: what one compiles to (fn($1) through the
+ *	  planner, or the body of a SQL upcaster that can stand for a call to
+ *	  it, so that it is inlined), whether the compiled step is inert (it can
+ *	  change no setting, so that a read may run it in one user-code section
+ *	  for all its events), and its evaluation on an event's data.
  *
  * Copyright (c) 2026, es developers
  *
@@ -14,13 +15,36 @@
 
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "es.h"
 #include "upcast_int.h"
+
+/*
+ * What one evaluation of fn($1) uses: its parameter and expression context.
+ * An upcaster may read events, and so upcast again while it runs: each call
+ * depth has its own (and its own ExprState of each step), so that a nested
+ * evaluation never writes into the state of the one it runs inside.
+ */
+typedef struct UpcastLevel
+{
+	ParamListInfo params;
+	ExprContext *econtext;
+} UpcastLevel;
+
+static UpcastLevel *upcast_levels = NULL;	/* in upcast_cxt */
+static int	upcast_nlevels = 0;
+static int	upcast_call_depth = 0;	/* evaluations of fn($1) running now */
 
 /*
  * The body of a SQL upcaster, as an expression of its argument $1, when it
@@ -31,7 +55,7 @@
  * does not matter: the argument is never NULL (stored data, or a checked
  * step result).
  */
-Expr *
+static Expr *
 upcast_sql_body(Oid funcoid)
 {
 	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
@@ -161,8 +185,169 @@ upcast_inert_walker(Node *node, void *context)
  * and that run no query (table_to_xml and its kin).  An SQL upcaster made
  * of one such expression is inlined into one.
  */
-bool
+static bool
 upcast_inert(Expr *expr)
 {
 	return !upcast_inert_walker((Node *) expr, NULL);
+}
+
+/*
+ * Compile fn($1) for a function step at a call depth: the planner inlines
+ * SQL functions.  As the function's owner, under the search_path captured
+ * when the step was registered: what the inlined body names, and the right
+ * to execute it, are the owner's.  The expression is planned once; each depth has its ExprState.
+ */
+static ExprState *
+upcast_compile(UpcastStep *step, int depth)
+{
+	MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+	EsUserCode	uc;
+
+	if (depth >= step->nexprs)
+	{
+		int			n = Max(depth + 1, 4);
+
+		step->exprs = step->exprs == NULL ? palloc0(sizeof(ExprState *) * n) :
+			repalloc(step->exprs, sizeof(ExprState *) * n);
+		memset(step->exprs + step->nexprs, 0, sizeof(ExprState *) * (n - step->nexprs));
+		step->nexprs = n;
+	}
+	es_usercode_begin_path(&uc, step->owner, step->search_path);
+	if (step->planned == NULL)
+	{
+		Param	   *param = makeNode(Param);
+		FuncExpr   *call;
+
+		param->paramkind = PARAM_EXTERN;
+		param->paramid = 1;
+		param->paramtype = JSONBOID;
+		param->paramtypmod = -1;
+		param->paramcollid = InvalidOid;
+		param->location = -1;
+		call = makeFuncExpr(step->funcoid, JSONBOID, list_make1(param),
+							InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		step->planned = expression_planner((Expr *) call);
+
+		/*
+		 * The planner keeps the call when the body is more volatile than
+		 * the function is declared (an IMMUTABLE upcaster that calls the
+		 * STABLE jsonb_build_object, say), since it could be folded at plan
+		 * time.  Nothing is folded here: the expression runs for each
+		 * event, as the call would, so its body can be used all the same.
+		 */
+		if (IsA(step->planned, FuncExpr) &&
+			((FuncExpr *) step->planned)->funcid == step->funcoid)
+		{
+			Expr	   *body = upcast_sql_body(step->funcoid);
+
+			if (body != NULL)
+				step->planned = expression_planner(body);
+		}
+		step->inert = upcast_inert(step->planned);
+	}
+	step->exprs[depth] = ExecInitExpr(step->planned, NULL);
+	es_usercode_end(&uc);
+	MemoryContextSwitchTo(old);
+	return step->exprs[depth];
+}
+
+/* The parameter and expression context of a call depth */
+static UpcastLevel *
+upcast_level(int depth)
+{
+	if (depth >= upcast_nlevels)
+	{
+		MemoryContext old = MemoryContextSwitchTo(upcast_cxt);
+		int			n = Max(depth + 1, 4);
+		int			i;
+
+		upcast_levels = upcast_levels == NULL ? palloc(sizeof(UpcastLevel) * n) :
+			repalloc(upcast_levels, sizeof(UpcastLevel) * n);
+		for (i = upcast_nlevels; i < n; i++)
+		{
+			upcast_levels[i].params = makeParamList(1);
+			upcast_levels[i].econtext = CreateStandaloneExprContext();
+			upcast_levels[i].econtext->ecxt_param_list_info = upcast_levels[i].params;
+		}
+		upcast_nlevels = n;
+		MemoryContextSwitchTo(old);
+	}
+	return &upcast_levels[depth];
+}
+
+/* Compile a function step, if it is not yet, so that whether it is inert is known */
+void
+upcast_prepare(UpcastStep *step)
+{
+	if (step->planned == NULL)
+		(void) upcast_compile(step, upcast_call_depth);
+}
+
+/* The cache was reset: the call depths' states went with it */
+void
+upcast_calls_reset(void)
+{
+	upcast_levels = NULL;
+	upcast_nlevels = 0;
+}
+
+/* At the end of a transaction no evaluation is running any more */
+void
+upcast_calls_end_xact(void)
+{
+	upcast_call_depth = 0;
+}
+
+/* Run a step's function on the data (inside its owner's user-code section) */
+Jsonb *
+upcast_call(UpcastStep *step, Jsonb *data)
+{
+	Datum		result;
+	bool		isnull;
+	Jsonb	   *out;
+	int			depth = upcast_call_depth;
+	ExprState  *expr;
+	UpcastLevel *level;
+	ExprContext *econtext;
+
+	/*
+	 * This depth's expression and context: the function may read events,
+	 * and those are upcast one depth further.  (After an error caught inside
+	 * an upcaster the depth stays higher until the transaction ends: deeper
+	 * slots are used meanwhile, never one in use.)
+	 */
+	expr = depth < step->nexprs ? step->exprs[depth] : NULL;
+	if (expr == NULL)
+		expr = upcast_compile(step, depth);
+	level = upcast_level(depth);
+	level->params->params[0].value = JsonbPGetDatum(data);
+	level->params->params[0].isnull = false;
+	level->params->params[0].pflags = PARAM_FLAG_CONST;
+	level->params->params[0].ptype = JSONBOID;
+	/* a nested call may move upcast_levels: keep only what it points to */
+	econtext = level->econtext;
+	/*
+	 * What the expression allocates, the result included, goes to the
+	 * caller's memory (reset by the caller once the event is out), not to a
+	 * context of its own that would have to be copied out of and reset.
+	 */
+	econtext->ecxt_per_tuple_memory = CurrentMemoryContext;
+
+	upcast_call_depth = depth + 1;
+	result = ExecEvalExpr(expr, econtext, &isnull);
+	upcast_call_depth = depth;
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("upcaster %s returned NULL", step->funcname),
+				 errhint("An upcaster must return the event's data as a JSON object.")));
+	out = DatumGetJsonbP(result);
+	if (!JB_ROOT_IS_OBJECT(out))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("upcaster %s returned %s, not a JSON object",
+						step->funcname,
+						JB_ROOT_IS_ARRAY(out) && !JB_ROOT_IS_SCALAR(out) ? "an array" : "a scalar"),
+				 errhint("An upcaster must return the event's data as a JSON object.")));
+	return out;
 }

@@ -139,3 +139,34 @@ SELECT total_bytes > 1024 * 1024 OR current_setting('server_version_num')::int >
        AS kept_for_reuse, used_bytes < 64 * 1024 AS all_free
   FROM pg_backend_memory_contexts WHERE name = 'es read results';
 RESET work_mem;
+
+-- an event that needs no upcasting leaves as it is stored: its values,
+-- byte for byte, whatever the size of its data and metadata (short, with a
+-- long header, compressed, out of line), from a whole read or a part of it
+SELECT es.append('rd-bytes', ARRAY[
+         es.new_event('B', '{"a": 1}'),
+         es.new_event('B', jsonb_build_object('long', repeat('y', 200)),
+                      jsonb_build_object('m', repeat('m', 300))),
+         es.new_event('B', jsonb_build_object('compressed', repeat('z', 5000)),
+                      jsonb_build_object('m', repeat('n', 3000))),
+         es.new_event('B', jsonb_build_object('external',
+                      (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i)))]);
+SELECT r.stream_version,
+       r *= (SELECT ROW(e.global_position, e.stream_id, e.stream_version, e.event_id, e.event_type,
+                        e.schema_version, e.data, e.metadata, e.recorded_at)::es.event
+               FROM es.events e WHERE e.global_position = r.global_position) AS same_values,
+       (pg_column_size(r), pg_column_size(r.stream_id), pg_column_size(r.event_type),
+        pg_column_size(r.data), pg_column_size(r.metadata))
+         = (SELECT pg_column_size(ROW(e.global_position, e.stream_id, e.stream_version, e.event_id,
+                                      e.event_type, e.schema_version, e.data, e.metadata,
+                                      e.recorded_at)::es.event),
+                   pg_column_size(e.stream_id), pg_column_size(e.event_type),
+                   pg_column_size(e.data), pg_column_size(e.metadata)
+              FROM es.events e WHERE e.global_position = r.global_position) AS same_sizes,
+       length(r.data::text) AS data_length, length(r.metadata::text) AS metadata_length
+  FROM es.read_stream('rd-bytes') r
+ ORDER BY 1;
+SELECT stream_version, md5(data::text) = md5((SELECT data FROM es.events
+                                             WHERE stream_id = 'rd-bytes' AND stream_version = r.stream_version)::text)
+         AS same_data
+  FROM es.read_stream('rd-bytes', 3, 2, true) r;

@@ -183,6 +183,37 @@ SELECT count(*) FILTER (WHERE r.data = x AND r.data::text = x::text) AS same, co
 SELECT es.unregister_upcaster('UpWide', 2);
 SELECT es.unregister_upcaster('UpWide', 1);
 
+-- a chain of declarative steps only is worked out once for a shape of
+-- object (its keys) and applied to each object of that shape in one pass:
+-- the same as step by step (the same chain followed by a function step,
+-- which applies it one step at a time), for objects of several shapes in
+-- runs, whose values change type from object to object, with renames onto
+-- keys that exist
+CREATE FUNCTION up_same(d jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE RETURN d;
+SELECT es.register_upcaster(t, 1, rename_fields => '{"k1": "k2", "k3": "k9"}',
+                            add_fields => '{"k4": "added", "x": null}', remove_fields => ARRAY['k5'])
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT es.register_upcaster(t, 2, rename_fields => '{"k2": "k1", "x": "k6"}', add_fields => '{"k9": 0}')
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT es.register_upcaster('UpShapeF', 3, 'up_same(jsonb)');
+SELECT es.append('up-shape-' || t, ARRAY(
+    SELECT es.new_event(t, (SELECT jsonb_object_agg('k' || j, CASE (i + j) % 6
+               WHEN 0 THEN to_jsonb(i * j) WHEN 1 THEN to_jsonb(repeat('x', i % 5))
+               WHEN 2 THEN jsonb_build_object('o', i) WHEN 3 THEN 'null'::jsonb
+               WHEN 4 THEN to_jsonb(i % 2 = 0) ELSE to_jsonb(i::numeric / 7) END)
+             FROM generate_series(1, 1 + (i / 10) % 9) j))
+      FROM generate_series(1, 200) i))
+  FROM unnest(ARRAY['UpShape', 'UpShapeF']) t;
+SELECT count(*) FILTER (WHERE a.data = b.data AND a.data::text = b.data::text
+                        AND a.schema_version = 3 AND b.schema_version = 4) AS same,
+       count(DISTINCT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(a.data) k)) AS shapes,
+       count(*) AS total
+  FROM es.read_stream('up-shape-UpShape') a JOIN es.read_stream('up-shape-UpShapeF') b USING (stream_version);
+SELECT data FROM es.read_stream('up-shape-UpShape', 1, 12) WHERE stream_version IN (1, 11);
+SELECT es.unregister_upcaster('UpShapeF', 3);
+SELECT es.unregister_upcaster(t, v) FROM unnest(ARRAY['UpShape', 'UpShapeF']) t, generate_series(2, 1, -1) v;
+DROP FUNCTION up_same(jsonb);
+
 -- an SQL upcaster made of built-in, non-volatile calls runs in one batch per
 -- read (no section of its own per event), and still as its owner, with the
 -- search_path of its registration, on every event; the reader's identity
@@ -215,6 +246,29 @@ SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('u
 SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path,
        current_setting('work_mem') AS work_mem;
 RESET work_mem;
+-- consecutive inert steps share one switch of identity while they have one
+-- owner and path: each step still runs as its own owner, with its own path
+CREATE FUNCTION up_sp.up_who(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who' || (d ->> 'n'), current_user::text = session_user::text,
+                               'path' || (d ->> 'n'), current_setting('search_path'),
+                               'n', (d ->> 'n')::int + 1);
+CREATE FUNCTION public.up_who_mine(d jsonb) RETURNS jsonb LANGUAGE sql STABLE
+RETURN d || jsonb_build_object('who' || (d ->> 'n'), current_user::text = session_user::text,
+                               'path' || (d ->> 'n'), current_setting('search_path'),
+                               'n', (d ->> 'n')::int + 1);
+ALTER FUNCTION up_sp.up_who(jsonb) OWNER TO up_owner;
+SET search_path = up_sp, public;
+SELECT es.register_upcaster('UpWho', 1, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 2, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 3, 'public.up_who_mine(jsonb)');
+RESET search_path;
+SELECT es.register_upcaster('UpWho', 4, 'up_sp.up_who(jsonb)');
+SELECT es.register_upcaster('UpWho', 5, 'up_sp.up_who(jsonb)');
+SELECT es.append('up-who', ARRAY[es.new_event('UpWho', '{"n": 1}'), es.new_event('UpWho', '{"n": 1}')]);
+SELECT stream_version, schema_version, jsonb_pretty(data) FROM es.read_stream('up-who');
+SELECT current_user = session_user AS reader_again, current_setting('search_path') AS search_path;
+SELECT es.unregister_upcaster('UpWho', v) FROM generate_series(5, 1, -1) v;
+DROP FUNCTION public.up_who_mine(jsonb);
 -- user code hidden in a domain check (reached through a composite type's
 -- input) is not inert: the step runs in a section per event, and what the
 -- check SETs on one event is undone before the next
@@ -240,6 +294,42 @@ SELECT es.unregister_upcaster('UpEnv', 2);
 SELECT es.unregister_upcaster('UpEnv', 1);
 DROP SCHEMA up_sp CASCADE;
 DROP ROLE up_owner;
+
+-- an upcast event's row is built from its stored bytes and its new type,
+-- schema version and data: the same values as the row read_all forms from
+-- values, whatever the sizes (short or long headers, compressed or out of
+-- line metadata, a long stream id, a renamed type of any length)
+SELECT es.register_upcaster('UpBytes', 1, to_event_type => 'UpBytesLong' || repeat('x', 200),
+                            add_fields => jsonb_build_object('pad', repeat('p', 150)));
+SELECT es.register_upcaster('UpBytesLong' || repeat('x', 200), 2, to_event_type => 'UpB',
+                            remove_fields => ARRAY['pad']);
+SELECT es.register_upcaster('UpBytes2', 1, rename_fields => '{"a": "b"}');
+SELECT es.register_upcaster('UpBytes3', 1, to_event_type => 'UpBytes' || repeat('3', 200));
+SELECT es.append(s, ARRAY[
+         es.new_event('UpBytes', '{"a": 1}'),
+         es.new_event('UpBytes2', jsonb_build_object('a', repeat('y', 200)),
+                      jsonb_build_object('m', repeat('m', 300))),
+         es.new_event('UpBytes2', jsonb_build_object('a', repeat('z', 5000)),
+                      jsonb_build_object('m', repeat('n', 3000))),
+         es.new_event('UpBytes2', '{"a": 2}',
+                      jsonb_build_object('external',
+                        (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i))),
+         es.new_event('UpBytes2', '{"c": 3}'),
+         es.new_event('UpBytesLong' || repeat('x', 200), '{"a": 4}', schema_version => 2),
+         es.new_event('UpBytes3', '{"a": 5}')])
+  FROM (VALUES ('up-bytes'), ('up-bytes-' || repeat('s', 3000))) v(s);
+SELECT length(s.stream_id) AS stream_id_length, s.stream_version, left(s.event_type, 10) AS event_type,
+       length(s.event_type) AS type_length, s.schema_version,
+       s *= (SELECT a FROM es.read_all(0, NULL) a WHERE a.global_position = s.global_position)
+         AS same_values,
+       (pg_column_size(s), pg_column_size(s.stream_id), pg_column_size(s.event_type),
+        pg_column_size(s.data), pg_column_size(s.metadata))
+         = (SELECT pg_column_size(a), pg_column_size(a.stream_id), pg_column_size(a.event_type),
+                   pg_column_size(a.data), pg_column_size(a.metadata)
+              FROM es.read_all(0, NULL) a WHERE a.global_position = s.global_position) AS same_sizes,
+       length(s.data::text) AS data_length, length(s.metadata::text) AS metadata_length
+  FROM (VALUES ('up-bytes'), ('up-bytes-' || repeat('s', 3000))) v(stream), es.read_stream(v.stream) s
+ ORDER BY 1, 2;
 
 -- clean up the registry for the tests that follow
 SELECT es.unregister_upcaster(event_type, from_schema_version)
