@@ -466,6 +466,8 @@ decoded_read_file(XLogRecPtr end)
 	XLogRecPtr *ends;
 	uint64	   *fxids;
 	int32	   *counts;
+	int64	   *positions;
+	int64		used = 0;
 	int			fd;
 	int			i;
 
@@ -486,19 +488,26 @@ decoded_read_file(XLogRecPtr end)
 	read_or_fail(fd, path, ends, sizeof(XLogRecPtr) * hdr.nxacts);
 	read_or_fail(fd, path, fxids, sizeof(uint64) * hdr.nxacts);
 	read_or_fail(fd, path, counts, sizeof(int32) * hdr.nxacts);
+	/* the positions of all its transactions, one after the other: one read */
+	positions = palloc(sizeof(int64) * Max(hdr.npositions, 1));
+	read_or_fail(fd, path, positions, sizeof(int64) * hdr.npositions);
+	CloseTransientFile(fd);
 	for (i = 0; i < hdr.nxacts; i++)
 	{
 		DecodedXact *x = palloc0(sizeof(DecodedXact));
 
+		if (counts[i] < 0 || counts[i] > hdr.npositions - used)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("es projection worker: file \"%s\" is not a batch of decoded transactions", path)));
 		x->end_lsn = ends[i];
 		x->fxid = FullTransactionIdFromU64(fxids[i]);
 		x->npositions = x->maxpositions = counts[i];
-		x->positions = palloc(sizeof(int64) * Max(x->npositions, 1));
-		read_or_fail(fd, path, x->positions, sizeof(int64) * x->npositions);
+		x->positions = positions + used;
+		used += counts[i];
 		decoded_xacts = lappend(decoded_xacts, x);
 		decoded_events += x->npositions;
 	}
-	CloseTransientFile(fd);
 }
 
 /*
