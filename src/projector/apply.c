@@ -322,6 +322,12 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 
 		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->fxid))
 			continue;
+		/* a unit is about as long as a catch-up step: the rest is the next */
+		if (total >= CATCHUP_BATCH)
+		{
+			decode_end = ((DecodedXact *) llast(pending))->end_lsn;
+			break;
+		}
 		pending = lappend(pending, x);
 		total += x->npositions;
 	}
@@ -374,9 +380,10 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 /*
  * A projection worker's unit of a live projection "name", whose row the
  * worker's transaction holds: the logged transactions it has not applied,
- * up to "upto" (what the projector has logged), in commit order; then its
- * checkpoint.  Returns true when it applied something.  In a transaction, with a snapshot taken after
- * "upto" was read.
+ * up to "upto" (what the projector has logged), in commit order, about
+ * CATCHUP_BATCH events of them (apply_live); then its checkpoint.  Returns
+ * true when it applied something.  In a transaction, with a snapshot taken
+ * after "upto" was read.
  */
 bool
 apply_live_unit(const char *name, XLogRecPtr upto)

@@ -74,7 +74,7 @@
 
 #define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
-#define CATCHUP_BATCH		5000	/* events per catch-up transaction */
+#define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
 
