@@ -396,7 +396,7 @@ apply_live_unit(const char *name, XLogRecPtr upto)
 	if (ap == NULL || !is_live(ap) || !is_active(ap) || ap->applied_lsn >= upto)
 		return false;
 	(void) projection_event_desc_get(true);
-	decode_end = decoded_load(ap->applied_lsn, upto);
+	decode_end = decoded_load(ap->applied_lsn, upto, CATCHUP_BATCH);
 	apply_live(ap, decode_end, GetActiveSnapshot());
 	decoded_xacts = NIL;
 	forget = ap->live_snapshot != (Datum) 0 &&

@@ -457,17 +457,37 @@ read_or_fail(int fd, const char *path, void *data, size_t len)
 				 errmsg("es projection worker: file \"%s\" is too short", path)));
 }
 
-/* Append the transactions of one batch file to decoded_xacts */
 static void
-decoded_read_file(XLogRecPtr end)
+not_a_batch(const char *path)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("es projection worker: file \"%s\" is not a batch of decoded transactions", path)));
+}
+
+/* The first read of a batch file: most are smaller */
+#define DECODED_FIRST_READ	8192
+
+/*
+ * Append the transactions of one batch file that end after "after" to
+ * decoded_xacts; returns how many events they hold.  A batch of a few
+ * hundred events is one read(); a bigger one, two.
+ */
+static int64
+decoded_read_file(XLogRecPtr end, XLogRecPtr after)
 {
 	char		path[MAXPGPATH];
 	DecodedFileHeader hdr;
+	char	   *buf = palloc(DECODED_FIRST_READ);
+	const char *at;
 	XLogRecPtr *ends;
 	uint64	   *fxids;
 	int32	   *counts;
 	int64	   *positions;
 	int64		used = 0;
+	int64		events = 0;
+	size_t		size;
+	ssize_t		got;
 	int			fd;
 	int			i;
 
@@ -477,59 +497,87 @@ decoded_read_file(XLogRecPtr end)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("es projection worker: could not open file \"%s\": %m", path)));
-	read_or_fail(fd, path, &hdr, sizeof(hdr));
-	if (hdr.magic != DECODED_MAGIC || hdr.nxacts <= 0 || hdr.npositions < 0)
+	got = read(fd, buf, DECODED_FIRST_READ);
+	if (got < 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("es projection worker: file \"%s\" is not a batch of decoded transactions", path)));
+				(errcode_for_file_access(),
+				 errmsg("es projection worker: could not read file \"%s\": %m", path)));
+	if (got < (ssize_t) sizeof(hdr))
+		not_a_batch(path);
+	memcpy(&hdr, buf, sizeof(hdr));
+	if (hdr.magic != DECODED_MAGIC || hdr.nxacts <= 0 || hdr.npositions < 0 ||
+		hdr.nxacts > MaxAllocSize / 32 || hdr.npositions > MaxAllocSize / 16)
+		not_a_batch(path);
+	size = sizeof(hdr) + (sizeof(XLogRecPtr) + sizeof(uint64) + sizeof(int32)) * hdr.nxacts +
+		sizeof(int64) * hdr.npositions;
+	if ((size_t) got > size)
+		not_a_batch(path);
+	if ((size_t) got < size)
+	{
+		buf = repalloc(buf, size);
+		read_or_fail(fd, path, buf + got, size - got);
+	}
+	CloseTransientFile(fd);
+
+	/* the arrays, aligned */
+	at = buf + sizeof(hdr);
 	ends = palloc(sizeof(XLogRecPtr) * hdr.nxacts);
 	fxids = palloc(sizeof(uint64) * hdr.nxacts);
 	counts = palloc(sizeof(int32) * hdr.nxacts);
-	read_or_fail(fd, path, ends, sizeof(XLogRecPtr) * hdr.nxacts);
-	read_or_fail(fd, path, fxids, sizeof(uint64) * hdr.nxacts);
-	read_or_fail(fd, path, counts, sizeof(int32) * hdr.nxacts);
-	/* the positions of all its transactions, one after the other: one read */
 	positions = palloc(sizeof(int64) * Max(hdr.npositions, 1));
-	read_or_fail(fd, path, positions, sizeof(int64) * hdr.npositions);
-	CloseTransientFile(fd);
+	memcpy(ends, at, sizeof(XLogRecPtr) * hdr.nxacts);
+	at += sizeof(XLogRecPtr) * hdr.nxacts;
+	memcpy(fxids, at, sizeof(uint64) * hdr.nxacts);
+	at += sizeof(uint64) * hdr.nxacts;
+	memcpy(counts, at, sizeof(int32) * hdr.nxacts);
+	at += sizeof(int32) * hdr.nxacts;
+	memcpy(positions, at, sizeof(int64) * hdr.npositions);
+	pfree(buf);
+
 	for (i = 0; i < hdr.nxacts; i++)
 	{
-		DecodedXact *x = palloc0(sizeof(DecodedXact));
+		DecodedXact *x;
 
 		if (counts[i] < 0 || counts[i] > hdr.npositions - used)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("es projection worker: file \"%s\" is not a batch of decoded transactions", path)));
+			not_a_batch(path);
+		used += counts[i];
+		if (ends[i] <= after)
+			continue;
+		x = palloc0(sizeof(DecodedXact));
 		x->end_lsn = ends[i];
 		x->fxid = FullTransactionIdFromU64(fxids[i]);
 		x->npositions = x->maxpositions = counts[i];
-		x->positions = positions + used;
-		used += counts[i];
+		x->positions = positions + used - counts[i];
 		decoded_xacts = lappend(decoded_xacts, x);
-		decoded_events += x->npositions;
+		events += x->npositions;
 	}
+	pfree(ends);
+	pfree(fxids);
+	pfree(counts);
+	return events;
 }
 
 /*
- * A projection worker: load, as decoded_xacts, the logged transactions of
- * the batches that end after "after", up to "upto", in commit order, in
- * the current memory context.  Returns how far that goes: "upto", or the
- * end of the last batch read when there is more.
+ * A projection worker: load, as decoded_xacts, the logged transactions that
+ * end after "after", up to "upto", in commit order, in the current memory
+ * context: the batches they are in, until they hold "want" events.
+ * Returns how far that goes: "upto", or the end of the last batch read
+ * when there is more.
  */
 XLogRecPtr
-decoded_load(XLogRecPtr after, XLogRecPtr upto)
+decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 {
 	List	   *ends = decoded_files(after, upto);
 	ListCell   *lc;
+	int64		events = 0;
 
 	decoded_xacts = NIL;
-	decoded_events = 0;
 	foreach(lc, ends)
 	{
 		XLogRecPtr	end = *(XLogRecPtr *) lfirst(lc);
 
-		decoded_read_file(end);
-		if (decoded_events >= DECODE_MAX_EVENTS && lnext(ends, lc) != NULL)
+		events += decoded_read_file(end, after);
+		if (events >= want && lnext(ends, lc) != NULL)
 			return end;
 	}
 	return upto;

@@ -240,7 +240,7 @@ extern XLogRecPtr decoding_read(void);
 extern XLogRecPtr decoded_save(void);
 extern void decoded_remove_all(void);
 extern void decoded_trim(XLogRecPtr upto);
-extern XLogRecPtr decoded_load(XLogRecPtr after, XLogRecPtr upto);
+extern XLogRecPtr decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want);
 
 /* apply.c */
 extern bool apply_unit(ApplyUnit *u);
