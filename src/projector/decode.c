@@ -470,11 +470,12 @@ not_a_batch(const char *path)
 
 /*
  * Append the transactions of one batch file that end after "after" to
- * decoded_xacts; returns how many events they hold.  A batch of a few
- * hundred events is one read(); a bigger one, two.
+ * decoded_xacts; returns how many events they hold (-1: the file is gone,
+ * and missing_ok).  A batch of a few hundred events is one read(); a
+ * bigger one, two.
  */
 static int64
-decoded_read_file(XLogRecPtr end, XLogRecPtr after)
+decoded_read_file(XLogRecPtr end, XLogRecPtr after, bool missing_ok)
 {
 	char		path[MAXPGPATH];
 	DecodedFileHeader hdr;
@@ -493,6 +494,8 @@ decoded_read_file(XLogRecPtr end, XLogRecPtr after)
 
 	decoded_file_name(path, end, "");
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0 && errno == ENOENT && missing_ok)
+		return -1;
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -558,6 +561,76 @@ decoded_read_file(XLogRecPtr end, XLogRecPtr after)
 }
 
 /*
+ * A worker's list of the batch files that ended up to listed_upto when it
+ * listed them, sorted.  A file is only added after what was logged before
+ * it, and one that a live projection still needs (after its checkpoint) is
+ * not removed: a unit that needs nothing past listed_upto uses the list
+ * instead of reading the directory again (a backlog of 1M events is
+ * thousands of files, and a few hundred units).
+ */
+static XLogRecPtr *listed = NULL;
+static int	nlisted = 0;
+static XLogRecPtr listed_upto = InvalidXLogRecPtr;
+
+static void
+decoded_list(XLogRecPtr upto)
+{
+	List	   *ends = decoded_files(InvalidXLogRecPtr, upto);
+	ListCell   *lc;
+
+	if (listed != NULL)
+		pfree(listed);
+	listed = MemoryContextAlloc(TopMemoryContext,
+								sizeof(XLogRecPtr) * Max(list_length(ends), 1));
+	nlisted = 0;
+	foreach(lc, ends)
+		listed[nlisted++] = *(XLogRecPtr *) lfirst(lc);
+	listed_upto = upto;
+	list_free_deep(ends);
+}
+
+/*
+ * Load the listed transactions after "after" up to "upto", until they hold
+ * "want" events; sets *reached to how far that went.  Returns false when
+ * a listed file is gone (only when missing_ok).
+ */
+static bool
+decoded_load_listed(XLogRecPtr after, XLogRecPtr upto, int64 want,
+					bool missing_ok, XLogRecPtr *reached)
+{
+	int			lo = 0;
+	int			hi = nlisted;
+	int64		events = 0;
+
+	/* the first file that ends after "after" */
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (listed[mid] <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	decoded_xacts = NIL;
+	*reached = upto;
+	for (; lo < nlisted && listed[lo] <= upto; lo++)
+	{
+		int64		n = decoded_read_file(listed[lo], after, missing_ok);
+
+		if (n < 0)
+			return false;
+		events += n;
+		if (events >= want && lo + 1 < nlisted && listed[lo + 1] <= upto)
+		{
+			*reached = listed[lo];
+			break;
+		}
+	}
+	return true;
+}
+
+/*
  * A projection worker: load, as decoded_xacts, the logged transactions that
  * end after "after", up to "upto", in commit order, in the current memory
  * context: the batches they are in, until they hold "want" events.
@@ -567,20 +640,15 @@ decoded_read_file(XLogRecPtr end, XLogRecPtr after)
 XLogRecPtr
 decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 {
-	List	   *ends = decoded_files(after, upto);
-	ListCell   *lc;
-	int64		events = 0;
+	XLogRecPtr	reached;
 
-	decoded_xacts = NIL;
-	foreach(lc, ends)
-	{
-		XLogRecPtr	end = *(XLogRecPtr *) lfirst(lc);
-
-		events += decoded_read_file(end, after);
-		if (events >= want && lnext(ends, lc) != NULL)
-			return end;
-	}
-	return upto;
+	/* the list, when it goes far enough; else, or if a file of it is gone, the directory */
+	if (listed != NULL && upto <= listed_upto &&
+		decoded_load_listed(after, upto, want, true, &reached))
+		return reached;
+	decoded_list(upto);
+	(void) decoded_load_listed(after, upto, want, false, &reached);
+	return reached;
 }
 
 /*
