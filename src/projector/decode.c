@@ -381,10 +381,10 @@ write_or_fail(int fd, const char *path, const void *data, size_t len)
  * projector that restarted decodes again from its slot) in one file.
  * After their transactions have left the ProcArray: a worker that reads
  * the file sees their events.  Returns the WAL end of the last logged
- * commit.
+ * commit (the new file's name), and sets *before to what it was before.
  */
 XLogRecPtr
-decoded_save(void)
+decoded_save(XLogRecPtr *before)
 {
 	int			n = list_length(decoded_xacts);
 	XLogRecPtr *ends = palloc(sizeof(XLogRecPtr) * Max(n, 1));
@@ -398,6 +398,7 @@ decoded_save(void)
 
 	if (XLogRecPtrIsInvalid(logged_upto))
 		logged_upto = decoded_last();
+	*before = logged_upto;
 	foreach(lc, decoded_xacts)
 	{
 		DecodedXact *x = lfirst(lc);
@@ -566,11 +567,70 @@ decoded_read_file(XLogRecPtr end, XLogRecPtr after, bool missing_ok)
  * it, and one that a live projection still needs (after its checkpoint) is
  * not removed: a unit that needs nothing past listed_upto uses the list
  * instead of reading the directory again (a backlog of 1M events is
- * thousands of files, and a few hundred units).
+ * thousands of files, and a few hundred units; a projection that falls
+ * behind keeps thousands), and extends it with the files the projector
+ * noted since (decoded_note_file).
  */
 static XLogRecPtr *listed = NULL;
 static int	nlisted = 0;
 static XLogRecPtr listed_upto = InvalidXLogRecPtr;
+
+/* Past this many, the list is read again from the directory (without the removed files) */
+#define DECODED_LISTED_MAX	8192
+
+/*
+ * The projector: note a batch file it logged, ending at "end", after the
+ * one ending at "before", for the workers; under the mutex.  The last
+ * LOGGED_RECENT of them are kept: with those, a worker that listed the
+ * directory up to a point can extend its list without reading the
+ * directory again, as long as no file after that point was dropped from
+ * them (recent_from says).
+ */
+void
+decoded_note_file(XLogRecPtr before, XLogRecPtr end)
+{
+	XLogRecPtr	last = my_db->nrecent > 0 ? my_db->recent[my_db->nrecent - 1] : my_db->recent_from;
+
+	/* not right after the last one noted (a projector that started again): start over */
+	if (my_db->nrecent == 0 || last != before)
+	{
+		my_db->nrecent = 0;
+		my_db->recent_from = before;
+	}
+	if (my_db->nrecent == LOGGED_RECENT)
+	{
+		my_db->recent_from = my_db->recent[0];
+		memmove(&my_db->recent[0], &my_db->recent[1], sizeof(XLogRecPtr) * (LOGGED_RECENT - 1));
+		my_db->nrecent--;
+	}
+	my_db->recent[my_db->nrecent++] = end;
+}
+
+/*
+ * A worker: extend the list up to "upto" with the files the projector
+ * noted, if they are all the files logged after listed_upto.
+ */
+static void
+decoded_list_recent(XLogRecPtr upto)
+{
+	XLogRecPtr	recent[LOGGED_RECENT];
+	XLogRecPtr	from;
+	int			n;
+	int			i;
+
+	SpinLockAcquire(&projector->mutex);
+	from = my_db->recent_from;
+	n = my_db->nrecent;
+	memcpy(recent, my_db->recent, sizeof(XLogRecPtr) * n);
+	SpinLockRelease(&projector->mutex);
+	if (n == 0 || from > listed_upto || nlisted + n > DECODED_LISTED_MAX)
+		return;
+	listed = repalloc(listed, sizeof(XLogRecPtr) * (nlisted + n));
+	for (i = 0; i < n; i++)
+		if (recent[i] > listed_upto && recent[i] <= upto)
+			listed[nlisted++] = recent[i];
+	listed_upto = upto;
+}
 
 static void
 decoded_list(XLogRecPtr upto)
@@ -643,6 +703,8 @@ decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 	XLogRecPtr	reached;
 
 	/* the list, when it goes far enough; else, or if a file of it is gone, the directory */
+	if (listed != NULL && upto > listed_upto)
+		decoded_list_recent(upto);
 	if (listed != NULL && upto <= listed_upto &&
 		decoded_load_listed(after, upto, want, true, &reached))
 		return reached;

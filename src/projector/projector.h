@@ -74,6 +74,7 @@
 
 #define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
+#define LOGGED_RECENT		64		/* batch files a worker finds without listing the directory */
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
@@ -100,6 +101,10 @@ typedef struct ProjectorDb
 	XLogRecPtr	decoded_upto;	/* decoded, and logged for the workers */
 	XLogRecPtr	logged_upto;	/* the WAL end of the last logged commit */
 	bool		log_ready;		/* the projector cleared the old files */
+	/* the last batch files logged, for the workers (decoded_load) */
+	XLogRecPtr	recent_from;	/* every file that ends after it is in recent */
+	int			nrecent;
+	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends, oldest first */
 	int			workers_wanted;	/* active async projections, at most the setting */
 	ProjectionWorkerSlot workers[MAX_PROJECTION_WORKERS];
 } ProjectorDb;
@@ -237,7 +242,8 @@ extern void decoding_start(void);
 extern void decoding_stop(void);
 extern void decoding_reset(void);
 extern XLogRecPtr decoding_read(void);
-extern XLogRecPtr decoded_save(void);
+extern XLogRecPtr decoded_save(XLogRecPtr *before);
+extern void decoded_note_file(XLogRecPtr before, XLogRecPtr end);
 extern void decoded_remove_all(void);
 extern void decoded_trim(XLogRecPtr upto);
 extern XLogRecPtr decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want);

@@ -236,6 +236,7 @@ decoder_batch(XLogRecPtr decode_end)
 	ListCell   *lc;
 	XLogRecPtr	confirm = confirm_bound(decode_end);
 	XLogRecPtr	logged = InvalidXLogRecPtr;
+	XLogRecPtr	before = InvalidXLogRecPtr;
 	int			active = 0;
 	int			guc_level;
 	bool		ready;
@@ -256,7 +257,7 @@ decoder_batch(XLogRecPtr decode_end)
 	ready = extension_ready();
 	if (ready)
 	{
-		logged = decoded_save();
+		logged = decoded_save(&before);
 		aps = load_projections(NULL, false);
 		confirm = oldest_checkpoint(aps, confirm, &active);
 		decoded_trim(confirm);
@@ -273,6 +274,8 @@ decoder_batch(XLogRecPtr decode_end)
 	SpinLockAcquire(&projector->mutex);
 	my_db->decoded_upto = decode_end;
 	my_db->logged_upto = logged;
+	if (logged > before)
+		decoded_note_file(before, logged);
 	/* no more workers than projections to apply */
 	my_db->workers_wanted = Min(active, es_max_projection_workers);
 	SpinLockRelease(&projector->mutex);
@@ -547,6 +550,8 @@ es_projector_main(Datum arg)
 		SpinLockAcquire(&projector->mutex);
 		my_db->log_ready = true;
 		my_db->decoded_upto = my_db->logged_upto = InvalidXLogRecPtr;
+		my_db->nrecent = 0;
+		my_db->recent_from = InvalidXLogRecPtr;
 		SpinLockRelease(&projector->mutex);
 	}
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
