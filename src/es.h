@@ -207,7 +207,8 @@ extern bool projection_apply(Projection *p, HeapTuple event);
 extern void projection_flush(Projection *p);
 extern void projection_flush_discard(Projection *p);
 extern int64 projection_replay(Projection *p, int64 from, int64 before,
-							   int64 limit, Snapshot snap, int64 *count);
+							   int64 limit, Snapshot snap, int64 *count,
+							   TimestampTz deadline, bool *timed_out);
 extern Projection *projection_get(text *name);
 extern bool projection_inline_active(void);
 extern TupleDesc projection_event_desc_get(bool recheck);

@@ -422,12 +422,13 @@ projection_flush_discard(Projection *p)
 /*
  * Replay stored events after "from" and before "before" (0: no bound), at
  * most "limit" of them (0: all), in position order, as "snap" shows them,
- * into a projection.  Returns the last position read (or "from"); *count,
+ * into a projection; stop early, setting *timed_out, once "deadline" (0:
+ * none) has passed.  Returns the last position read (or "from"); *count,
  * if given, gets how many were read.
  */
 int64
 projection_replay(Projection *p, int64 from, int64 before, int64 limit,
-				  Snapshot snap, int64 *count)
+				  Snapshot snap, int64 *count, TimestampTz deadline, bool *timed_out)
 {
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
 	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
@@ -466,6 +467,12 @@ projection_replay(Projection *p, int64 from, int64 before, int64 limit,
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_event);
 		CHECK_FOR_INTERRUPTS();
+		/* the clock every 16 events: a slow handler's unit ends soon after */
+		if (deadline != 0 && n % 16 == 0 && GetCurrentTimestamp() >= deadline)
+		{
+			*timed_out = true;
+			break;
+		}
 	}
 	ExecClearTuple(slot);
 	projection_flush(p);
@@ -510,7 +517,7 @@ es_projection_replay(PG_FUNCTION_ARGS)
 	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
 	int64		last;
 
-	last = projection_replay(p, PG_GETARG_INT64(1), 0, 0, snap, NULL);
+	last = projection_replay(p, PG_GETARG_INT64(1), 0, 0, snap, NULL, 0, NULL);
 	UnregisterSnapshot(snap);
 	PG_RETURN_INT64(last);
 }

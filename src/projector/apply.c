@@ -44,28 +44,52 @@ in_live_snapshot(AsyncProjection *ap, FullTransactionId fxid)
 }
 
 /*
- * Hand the events at these positions to a projection, as snap shows them;
- * returns how many there were (an event scavenged since is not).
+ * Did the unit's deadline pass at the end of a transaction, the one whose
+ * last event is positions[idx]?  *k: the transaction at or after idx.
+ */
+static bool
+unit_ends_here(ApplyUnit *u, int idx, int *k)
+{
+	while (*k < u->nbounds && u->bounds[*k] <= idx)
+		(*k)++;
+	if (*k >= u->nbounds || u->bounds[*k] != idx + 1 || *k == u->nbounds - 1)
+		return false;
+	if (GetCurrentTimestamp() < u->deadline)
+		return false;
+	u->timed_out = true;
+	u->done = idx + 1;
+	return true;
+}
+
+/*
+ * Hand the events at the unit's positions to its projection, as its
+ * snapshot shows them; returns how many there were (an event scavenged
+ * since is not).  With a deadline, stop at the end of the transaction
+ * (u->bounds) during which it passed.
  */
 static int
-apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
+apply_positions(ApplyUnit *u)
 {
+	Projection *p = u->p;
+	int64	   *positions = u->positions;
+	int			n = u->n;
 	Relation	rel = table_open(es_relation_oid(ES_EVENTS), AccessShareLock);
 	Relation	idx = index_open(es_relation_oid(ES_EVENTS_POSITION), AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	MemoryContext per_event = AllocSetContextCreate(CurrentMemoryContext,
 													"es projector event",
 													ALLOCSET_DEFAULT_SIZES);
-	IndexScanDesc scan = index_beginscan_compat(rel, idx, snap, 2, 0);
+	IndexScanDesc scan = index_beginscan_compat(rel, idx, u->snap, 2, 0);
 	int			guc_level;
 	int			found = 0;
 	int			i;
 	int			j;
+	int			k = 0;
 
 	upcast_begin();
 	projection_flush_discard(p);
 	guc_level = handlers_begin(p);
-	for (i = 0; i < n; i = j)
+	for (i = 0; i < n && !u->timed_out; i = j)
 	{
 		ScanKeyData key[2];
 
@@ -98,6 +122,10 @@ apply_positions(Projection *p, int64 *positions, int n, Snapshot snap)
 			ExecClearTuple(slot);
 			found++;
 			CHECK_FOR_INTERRUPTS();
+			/* in a run, an event's index follows from its position */
+			if (u->deadline != 0 &&
+				unit_ends_here(u, i + (int) (projection_current_position - positions[i]), &k))
+				break;
 		}
 	}
 	projection_flush(p);
@@ -122,11 +150,12 @@ apply_unit(ApplyUnit *u)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
+		u->timed_out = false;
 		if (u->positions != NULL)
-			apply_positions(u->p, u->positions, u->n, u->snap);
+			apply_positions(u);
 		else
 			u->last = projection_replay(u->p, u->from, u->before, u->limit,
-										u->snap, &u->count);
+										u->snap, &u->count, u->deadline, &u->timed_out);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -337,24 +366,31 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 		return;
 	ap->changed = true;
 
-	/* first, all of it at once */
+	/* first, all of it at once, or what a second allows (UNIT_TIME_MS) */
 	memset(&u, 0, sizeof(u));
 	u.p = ap->p;
 	u.snap = snap;
 	u.positions = palloc(sizeof(int64) * total);
+	u.bounds = palloc(sizeof(int) * list_length(pending));
+	u.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), UNIT_TIME_MS);
 	foreach(lc, pending)
 	{
 		DecodedXact *x = lfirst(lc);
 
 		memcpy(u.positions + u.n, x->positions, sizeof(int64) * x->npositions);
 		u.n += x->npositions;
+		u.bounds[u.nbounds++] = u.n;
 	}
 	if (apply_unit(&u))
 	{
 		int			i;
 
-		for (i = 0; i < u.n; i++)
+		for (i = 0; i < (u.timed_out ? u.done : u.n); i++)
 			ap->last_position = Max(ap->last_position, u.positions[i]);
+		/* the rest is the next unit's */
+		for (i = 0; u.timed_out && i < u.nbounds; i++)
+			if (u.bounds[i] == u.done)
+				ap->new_applied_lsn = ((DecodedXact *) list_nth(pending, i))->end_lsn;
 		return;
 	}
 
@@ -418,11 +454,12 @@ es_projection_apply_one(PG_FUNCTION_ARGS)
 {
 	Projection *p = projection_get(PG_GETARG_TEXT_PP(0));
 	int64		position = PG_GETARG_INT64(1);
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	ApplyUnit	u = {.p = p, .positions = &position, .n = 1};
 	int			found;
 
+	u.snap = RegisterSnapshot(GetLatestSnapshot());
 	(void) projection_event_desc_get(true);
-	found = apply_positions(p, &position, 1, snap);
-	UnregisterSnapshot(snap);
+	found = apply_positions(&u);
+	UnregisterSnapshot(u.snap);
 	PG_RETURN_BOOL(found == 1);
 }

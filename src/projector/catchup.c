@@ -145,11 +145,14 @@ catchup_apply(AsyncProjection *ap, Snapshot snap, int64 before, int limit, bool 
 	ApplyUnit	u = {.p = ap->p, .snap = snap, .from = ap->caught_up_to,
 	.before = before, .limit = limit};
 
+	/* a step of a slow handler ends after a second: the others' rows are not held back */
+	if (limit > 0)
+		u.deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), UNIT_TIME_MS);
 	(void) projection_event_desc_get(true);
 	*more = false;
 	if (!apply_unit(&u))
 		return catchup_recover(ap, u.from, before, limit, snap, &u);
-	*more = limit > 0 && u.count >= limit;
+	*more = (limit > 0 && u.count >= limit) || u.timed_out;
 	return u.last;
 }
 

@@ -75,6 +75,7 @@
 #define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
 #define LOGGED_RECENT		64		/* batch files a worker finds without listing the directory */
+#define UNIT_TIME_MS		1000	/* a worker's unit ends after a transaction once it ran this long */
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
@@ -164,6 +165,12 @@ typedef struct ApplyUnit
 	int64		before;
 	int			limit;
 	Snapshot	snap;
+	/* a worker's unit ends, at a transaction's end, once this has passed */
+	TimestampTz deadline;		/* 0: none */
+	int		   *bounds;			/* positions: where each transaction ends */
+	int			nbounds;
+	bool		timed_out;		/* out: it ended at the deadline, after ... */
+	int			done;			/* ... positions: this many */
 	int64		last;			/* range: the last position read */
 	int64		count;			/* range: how many were read */
 	/* the error, when it failed */

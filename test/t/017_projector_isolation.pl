@@ -23,6 +23,11 @@
 #   pg_postmaster_start_time, same checkpointer, no reinitialization in the
 #   log).
 #
+# - Slow units: a projection whose handler sleeps 20 ms per event commits
+#   part of a 500-event backlog (10 s of work, one unit of events) within
+#   8 s, live (paused, appended, resumed) and catching up: a unit ends
+#   after about a second.  Both end with exactly one row per event.
+#
 # Every wait here is bounded: with one process applying all projections of
 # a database in turn, the stuck handler stalls the others, and the test
 # says so in seconds instead of hanging.
@@ -304,6 +309,50 @@ foreach my $name (@names)
 }
 is($node->safe_psql($db, q{SELECT string_agg(name || '=' || status, ',' ORDER BY name) FROM es.projection_status}),
 	'w1=running,w2=running,w3=running', 'kill: all three run');
+
+# =====================================================================
+# A slow projection commits what it applied about every second
+# (UNIT_TIME_MS), live and catching up, instead of once per unit of up to
+# 5,000 events: the rows its unit locks, and the xmin horizon its
+# transaction holds back, are not held for its whole backlog.
+# =====================================================================
+my $sdb = 'slowunits';
+$node->safe_psql('postgres', "CREATE DATABASE $sdb");
+$node->safe_psql($sdb, 'CREATE EXTENSION es');
+create_seen($sdb, 'slow_live', 0.02);
+is($node->safe_psql($sdb, q{SELECT es.wait_for_projection('slow_live', NULL, '60 seconds')}),
+	't', 'slow units: slow_live is live');
+# Paused while 500 events are appended in 50 transactions: then its
+# backlog is one unit of events (10 s of its handler).
+$node->safe_psql($sdb, q{SELECT es.pause_projection('slow_live')});
+$node->safe_psql($sdb, q{
+DO $$
+BEGIN
+    FOR s IN 1..50 LOOP
+        PERFORM es.append('slow-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
+                                               FROM generate_series(1, 10) n));
+        COMMIT;
+    END LOOP;
+END
+$$});
+$node->safe_psql($sdb, q{SELECT es.resume_projection('slow_live')});
+# The catch-up of another slow projection over the same 500 events.
+create_seen($sdb, 'slow_cu', 0.02);
+foreach my $name ('slow_live', 'slow_cu')
+{
+	ok( es_poll(
+			$node, $sdb,
+			qq{SELECT count(*) BETWEEN 1 AND 499 FROM public.seen_$name},
+			't', 8),
+		"slow units: $name committed part of its 500 events before the end of its backlog");
+}
+foreach my $name ('slow_live', 'slow_cu')
+{
+	is($node->safe_psql($sdb, qq{SELECT es.wait_for_projection('$name', NULL, '120 seconds')}),
+		't', "slow units: $name applies the whole backlog");
+	is(exactness($sdb, $name), '500:500:0:0',
+		"slow units: $name holds exactly one row per event (rows:distinct:missing:unknown)");
+}
 
 # The server did not restart: no crash-restart cycle either (it keeps
 # pg_postmaster_start_time but restarts the checkpointer).
