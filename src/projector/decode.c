@@ -31,6 +31,13 @@
 
 static MemoryContext decode_cxt = NULL;
 static XLogRecPtr logged_upto = InvalidXLogRecPtr;	/* in es.decoded_batches */
+
+/* The projector's batch files, oldest first, when own_valid (decoded_trim) */
+static XLogRecPtr *own_files = NULL;	/* in TopMemoryContext */
+static int	nown = 0;
+static int	maxown = 0;
+static bool own_valid = false;
+
 List	   *decoded_xacts = NIL;	/* complete transactions, commit order */
 static int	decoded_events = 0;
 static DecodedXact *current = NULL;
@@ -199,6 +206,7 @@ decoding_start(void)
 	decoding_mark(false);
 	processed_upto = MyReplicationSlot->data.confirmed_flush;
 	logged_upto = InvalidXLogRecPtr;	/* look again: es.decoded_batches may be new */
+	own_valid = false;
 	MemoryContextSwitchTo(old);
 }
 
@@ -332,23 +340,25 @@ decoded_files(XLogRecPtr after, XLogRecPtr upto)
 	return ends;
 }
 
-/* Remove this database's batch files up to "upto" */
-void
-decoded_trim(XLogRecPtr upto)
-{
-	List	   *ends = decoded_files(InvalidXLogRecPtr, upto);
-	ListCell   *lc;
-	char		path[MAXPGPATH];
+/*
+ * The projector's batch files, oldest first: read from the directory when
+ * it looks at what was logged (decoded_last), then kept up to date as it
+ * writes and removes them, so that it does not read the directory for
+ * each batch (a projection that falls behind keeps thousands of files):
+ * own_files (decoded_last, own_add, decoded_trim).
+ */
 
-	foreach(lc, ends)
+static void
+own_add(XLogRecPtr end)
+{
+	if (nown == maxown)
 	{
-		decoded_file_name(path, *(XLogRecPtr *) lfirst(lc), "");
-		if (unlink(path) < 0 && errno != ENOENT)
-			ereport(WARNING,
-					(errcode_for_file_access(),
-					 errmsg("es projector: could not remove file \"%s\": %m", path)));
+		maxown = Max(64, maxown * 2);
+		own_files = own_files == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(XLogRecPtr) * maxown) :
+			repalloc(own_files, sizeof(XLogRecPtr) * maxown);
 	}
-	list_free_deep(ends);
+	own_files[nown++] = end;
 }
 
 /* The WAL end of the last logged commit (1: none), from the files */
@@ -356,10 +366,39 @@ static XLogRecPtr
 decoded_last(void)
 {
 	List	   *ends = decoded_files(InvalidXLogRecPtr, PG_UINT64_MAX);
-	XLogRecPtr	last = ends != NIL ? *(XLogRecPtr *) llast(ends) : 1;
+	ListCell   *lc;
 
+	nown = 0;
+	foreach(lc, ends)
+		own_add(*(XLogRecPtr *) lfirst(lc));
+	own_valid = true;
 	list_free_deep(ends);
-	return last;
+	return nown > 0 ? own_files[nown - 1] : 1;
+}
+
+/* Remove this database's batch files up to "upto" */
+void
+decoded_trim(XLogRecPtr upto)
+{
+	char		path[MAXPGPATH];
+	int			n = 0;
+
+	if (!own_valid)
+		(void) decoded_last();
+	while (n < nown && own_files[n] <= upto)
+	{
+		decoded_file_name(path, own_files[n], "");
+		if (unlink(path) < 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("es projector: could not remove file \"%s\": %m", path)));
+		n++;
+	}
+	if (n > 0)
+	{
+		memmove(own_files, own_files + n, sizeof(XLogRecPtr) * (nown - n));
+		nown -= n;
+	}
 }
 
 static void
@@ -439,6 +478,8 @@ decoded_save(XLogRecPtr *before)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("es projector: could not write file \"%s\": %m", path)));
+	if (own_valid)
+		own_add(ends[hdr.nxacts - 1]);
 	logged_upto = ends[hdr.nxacts - 1];
 	return logged_upto;
 }
@@ -569,14 +610,11 @@ decoded_read_file(XLogRecPtr end, XLogRecPtr after, bool missing_ok)
  * instead of reading the directory again (a backlog of 1M events is
  * thousands of files, and a few hundred units; a projection that falls
  * behind keeps thousands), and extends it with the files the projector
- * noted since (decoded_note_file).
+ * noted since (decoded_note_file), without those it removed since.
  */
 static XLogRecPtr *listed = NULL;
 static int	nlisted = 0;
 static XLogRecPtr listed_upto = InvalidXLogRecPtr;
-
-/* Past this many, the list is read again from the directory (without the removed files) */
-#define DECODED_LISTED_MAX	8192
 
 /*
  * The projector: note a batch file it logged, ending at "end", after the
@@ -608,23 +646,33 @@ decoded_note_file(XLogRecPtr before, XLogRecPtr end)
 
 /*
  * A worker: extend the list up to "upto" with the files the projector
- * noted, if they are all the files logged after listed_upto.
+ * noted, if they are all the files logged after listed_upto; first drop
+ * the files it removed (no live projection needs them).
  */
 static void
 decoded_list_recent(XLogRecPtr upto)
 {
 	XLogRecPtr	recent[LOGGED_RECENT];
 	XLogRecPtr	from;
+	XLogRecPtr	trimmed;
 	int			n;
 	int			i;
 
 	SpinLockAcquire(&projector->mutex);
 	from = my_db->recent_from;
+	trimmed = my_db->trimmed_upto;
 	n = my_db->nrecent;
 	memcpy(recent, my_db->recent, sizeof(XLogRecPtr) * n);
 	SpinLockRelease(&projector->mutex);
-	if (n == 0 || from > listed_upto || nlisted + n > DECODED_LISTED_MAX)
+	if (n == 0 || from > listed_upto)
 		return;
+	for (i = 0; i < nlisted && listed[i] <= trimmed; i++)
+		;
+	if (i > 0)
+	{
+		memmove(listed, listed + i, sizeof(XLogRecPtr) * (nlisted - i));
+		nlisted -= i;
+	}
 	listed = repalloc(listed, sizeof(XLogRecPtr) * (nlisted + n));
 	for (i = 0; i < n; i++)
 		if (recent[i] > listed_upto && recent[i] <= upto)
@@ -720,6 +768,8 @@ decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 void
 decoded_remove_all(void)
 {
+	own_valid = false;
 	decoded_trim(PG_UINT64_MAX);
 	logged_upto = InvalidXLogRecPtr;
+	own_valid = false;
 }

@@ -103,6 +103,7 @@ typedef struct ProjectorDb
 	XLogRecPtr	logged_upto;	/* the WAL end of the last logged commit */
 	bool		log_ready;		/* the projector cleared the old files */
 	/* the last batch files logged, for the workers (decoded_load) */
+	XLogRecPtr	trimmed_upto;	/* the files up to it are removed */
 	XLogRecPtr	recent_from;	/* every file that ends after it is in recent */
 	int			nrecent;
 	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends, oldest first */

@@ -276,6 +276,8 @@ decoder_batch(XLogRecPtr decode_end)
 	my_db->logged_upto = logged;
 	if (logged > before)
 		decoded_note_file(before, logged);
+	if (ready)
+		my_db->trimmed_upto = Max(my_db->trimmed_upto, confirm);
 	/* no more workers than projections to apply */
 	my_db->workers_wanted = Min(active, es_max_projection_workers);
 	SpinLockRelease(&projector->mutex);
@@ -551,7 +553,7 @@ es_projector_main(Datum arg)
 		my_db->log_ready = true;
 		my_db->decoded_upto = my_db->logged_upto = InvalidXLogRecPtr;
 		my_db->nrecent = 0;
-		my_db->recent_from = InvalidXLogRecPtr;
+		my_db->recent_from = my_db->trimmed_upto = InvalidXLogRecPtr;
 		SpinLockRelease(&projector->mutex);
 	}
 	snprintf(slot_name, sizeof(slot_name), "es_projector_%u", dboid);
