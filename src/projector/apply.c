@@ -331,59 +331,12 @@ apply_live_xact(AsyncProjection *ap, DecodedXact *x, Snapshot snap,
 }
 
 /*
- * How many events a worker loads for a live projection's next unit: as
- * many as a catch-up step; for one whose last unit ended at its deadline
- * (a slow handler), twice what that unit applied, as reading the logged
- * batches of 5,000 events for a unit that applies a hundred would cost
- * more than the unit.  Kept by name, for the projections this worker
- * applied (forgotten past 64 of them).
- */
-typedef struct UnitSize
-{
-	char	   *name;
-	int			want;
-} UnitSize;
-
-static List *unit_sizes = NIL;	/* in TopMemoryContext */
-
-static UnitSize *
-unit_size(const char *name)
-{
-	ListCell   *lc;
-	UnitSize   *size;
-
-	foreach(lc, unit_sizes)
-	{
-		size = lfirst(lc);
-		if (strcmp(size->name, name) == 0)
-			return size;
-	}
-	if (list_length(unit_sizes) >= 64)
-	{
-		foreach(lc, unit_sizes)
-			pfree(((UnitSize *) lfirst(lc))->name);
-		list_free_deep(unit_sizes);
-		unit_sizes = NIL;
-	}
-	size = MemoryContextAlloc(TopMemoryContext, sizeof(UnitSize));
-	size->name = MemoryContextStrdup(TopMemoryContext, name);
-	size->want = CATCHUP_BATCH;
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		unit_sizes = lappend(unit_sizes, size);
-		MemoryContextSwitchTo(old);
-	}
-	return size;
-}
-
-/*
  * Apply the decoded transactions a live projection has not seen; on an
  * error, stop it before the failing transaction, or park the failing
  * events.
  */
 static void
-apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap, UnitSize *size)
+apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 {
 	List	   *pending = NIL;
 	ListCell   *lc;
@@ -399,7 +352,7 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap, UnitSize *
 		if (x->end_lsn <= ap->applied_lsn || in_live_snapshot(ap, x->fxid))
 			continue;
 		/* a unit is about as long as a catch-up step: the rest is the next */
-		if (total >= size->want)
+		if (total >= CATCHUP_BATCH)
 		{
 			decode_end = ((DecodedXact *) llast(pending))->end_lsn;
 			break;
@@ -438,7 +391,6 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap, UnitSize *
 		for (i = 0; u.timed_out && i < u.nbounds; i++)
 			if (u.bounds[i] == u.done)
 				ap->new_applied_lsn = ((DecodedXact *) list_nth(pending, i))->end_lsn;
-		size->want = u.timed_out ? Max(64, Min(CATCHUP_BATCH, 2 * u.done)) : CATCHUP_BATCH;
 		return;
 	}
 
@@ -465,8 +417,7 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap, UnitSize *
  * A projection worker's unit of a live projection "name", whose row the
  * worker's transaction holds: the logged transactions it has not applied,
  * up to "upto" (what the projector has logged), in commit order, about
- * CATCHUP_BATCH events of them or fewer (unit_size, apply_live); then its
- * checkpoint.  Returns
+ * CATCHUP_BATCH events of them (apply_live); then its checkpoint.  Returns
  * true when it applied something.  In a transaction, with a snapshot taken
  * after "upto" was read.
  */
@@ -476,15 +427,13 @@ apply_live_unit(const char *name, XLogRecPtr upto)
 	List	   *aps = load_projections(name, true);
 	AsyncProjection *ap = aps != NIL ? linitial(aps) : NULL;
 	XLogRecPtr	decode_end;
-	UnitSize   *size;
 	bool		forget;
 
 	if (ap == NULL || !is_live(ap) || !is_active(ap) || ap->applied_lsn >= upto)
 		return false;
 	(void) projection_event_desc_get(true);
-	size = unit_size(name);
-	decode_end = decoded_load(ap->applied_lsn, upto, size->want);
-	apply_live(ap, decode_end, GetActiveSnapshot(), size);
+	decode_end = decoded_load(ap->applied_lsn, upto, CATCHUP_BATCH);
+	apply_live(ap, decode_end, GetActiveSnapshot());
 	decoded_xacts = NIL;
 	forget = ap->live_snapshot != (Datum) 0 &&
 		ap->new_applied_lsn >= ap->live_snapshot_lsn;
