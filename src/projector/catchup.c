@@ -125,9 +125,14 @@ typedef enum CatchupNext
 static AsyncProjection *
 catchup_load(const char *name)
 {
-	List	   *aps = load_projections(name, true);
-	AsyncProjection *ap = aps != NIL ? linitial(aps) : NULL;
+	List	   *aps;
+	AsyncProjection *ap;
 
+	/* es.events before the projection's row, as DROP EXTENSION locks them */
+	if (!extension_ready())
+		return NULL;
+	aps = load_projections(name, true);
+	ap = aps != NIL ? linitial(aps) : NULL;
 	if (ap == NULL || is_live(ap) || !is_active(ap))
 		return NULL;
 	return ap;

@@ -156,11 +156,15 @@ load_projections(const char *name, bool lock)
 	return result;
 }
 
-/* Is es installed here, at a version with async projections? */
+/*
+ * Is es installed here, at a version with async projections?  Locks
+ * es.events, then es.projections, for the transaction (in a transaction).
+ */
 bool
 extension_ready(void)
 {
 	Oid			nsp;
+	Oid			events;
 	Oid			relid;
 
 	if (!OidIsValid(get_extension_oid("es", true)))
@@ -168,12 +172,20 @@ extension_ready(void)
 	nsp = get_namespace_oid("es", true);
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("projection_errors", nsp)))
 		return false;
-	/* wait out a DROP EXTENSION in progress, then look again */
+	/*
+	 * Wait out a DROP EXTENSION in progress, then look again.  es.events
+	 * first: DROP EXTENSION locks it before es.projections, and a worker
+	 * that held es.projections (its row) and then waited for es.events
+	 * deadlocked with it.
+	 */
+	events = get_relname_relid("events", nsp);
 	relid = get_relname_relid("projections", nsp);
-	if (!OidIsValid(relid))
+	if (!OidIsValid(events) || !OidIsValid(relid))
 		return false;
+	LockRelationOid(events, AccessShareLock);
 	LockRelationOid(relid, AccessShareLock);
-	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(events)) &&
+		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
 }
 
 bool
