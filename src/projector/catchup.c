@@ -120,7 +120,9 @@ typedef enum CatchupNext
 
 /*
  * The projection "name", its row locked, if a catch-up step applies it:
- * NULL when it is gone, live, paused or failed.
+ * NULL when it is gone, live, paused or failed, or when another
+ * transaction holds its row (another worker's step: between the worker's
+ * pick, which commits, and this lock, another worker may pick it too).
  */
 static AsyncProjection *
 catchup_load(const char *name)
@@ -240,9 +242,11 @@ catchup_switch(const char *name, MemoryContext cxt)
 	MemoryContextSwitchTo(cxt);
 
 	/*
-	 * The projection's row first: another worker's catch-up step may hold
-	 * it, and what that step applies (below caught_up_to) must be shown by
-	 * S.  So S is taken once the row is ours, after that step committed.
+	 * The projection's row first: another worker's catch-up step may have
+	 * held it, and what that step applied (below caught_up_to) must be
+	 * shown by S.  So S is taken once the row is ours, after that step
+	 * committed (a step that still holds it: this switch waits for a later
+	 * pick).
 	 */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	ap = catchup_load(name);

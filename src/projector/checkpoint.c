@@ -77,8 +77,14 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'" \
 	"   AND ($1 IS NULL OR p.name OPERATOR(pg_catalog.=) $1)"
 
-/* with the rows locked (a worker), or not (the projector's look) */
-static KeptPlan load_plan = {LOAD_SQL " ORDER BY p.name FOR NO KEY UPDATE OF p", NULL};
+/*
+ * With the rows locked (a worker), or not (the projector's look).  A row
+ * that another transaction holds is skipped, not waited for: another
+ * worker applies that projection (or an admin call changes it), and a
+ * worker that waited would apply nothing else meanwhile, a whole unit of a
+ * slow handler long.
+ */
+static KeptPlan load_plan = {LOAD_SQL " ORDER BY p.name FOR NO KEY UPDATE OF p SKIP LOCKED", NULL};
 static KeptPlan load_nolock_plan = {LOAD_SQL " ORDER BY p.name", NULL};
 
 /*
@@ -105,8 +111,9 @@ handler_timeout(const char *value, int otherwise)
 }
 
 /*
- * Load the async projections (all, or the one named; locked when "lock")
- * into the current memory context, with their handlers' timeouts.
+ * Load the async projections (all, or the one named; locked when "lock",
+ * without those another transaction holds) into the current memory
+ * context, with their handlers' timeouts.
  */
 List *
 load_projections(const char *name, bool lock)

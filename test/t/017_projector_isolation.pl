@@ -27,6 +27,11 @@
 #   part of a 500-event backlog (10 s of work, one unit of events) within
 #   8 s, live (paused, appended, resumed) and catching up: a unit ends
 #   after about a second.  Both end with exactly one row per event.
+# - Catch-up skip: while a slow projection catches up (600 events, 20 ms
+#   each) and three others take appends from a session, no projection
+#   worker waits for a lock (pg_stat_activity, sampled every 20 ms for
+#   8 s): the worker that picks the projection another one's step holds
+#   skips it.
 #
 # Every wait here is bounded: with one process applying all projections of
 # a database in turn, the stuck handler stalls the others, and the test
@@ -40,6 +45,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use EsNode;
 use Time::HiRes qw(usleep time);
+use IPC::Run;
 
 # Room for a decoder and several workers per database, both databases.
 my $node = es_node('projector_isolation', "max_worker_processes = 16\n");
@@ -352,6 +358,99 @@ foreach my $name ('slow_live', 'slow_cu')
 		't', "slow units: $name applies the whole backlog");
 	is(exactness($sdb, $name), '500:500:0:0',
 		"slow units: $name holds exactly one row per event (rows:distinct:missing:unknown)");
+}
+
+# =====================================================================
+# A projection that catches up holds one worker, never two.  A worker's
+# pick commits before its catch-up step locks the projection's row, so
+# another worker can pick the same projection meanwhile: it must skip the
+# row that the first one's step then holds, not wait a whole step (about
+# a second, UNIT_TIME_MS) for it while the other projections wait for
+# both.  Appends from a session keep the workers looking for work; no
+# projection worker may wait for a lock meanwhile.
+# =====================================================================
+my $kdb = 'cu_skip';
+$node->safe_psql('postgres', "CREATE DATABASE $kdb");
+$node->safe_psql($kdb, 'CREATE EXTENSION es');
+$node->safe_psql($kdb, q{
+DO $$
+BEGIN
+    FOR s IN 1..60 LOOP
+        PERFORM es.append('cu-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
+                                             FROM generate_series(1, 10) n));
+        COMMIT;
+    END LOOP;
+END
+$$});
+my @cu_fast = qw(cu_fast1 cu_fast2 cu_fast3);
+foreach my $name (@cu_fast)
+{
+	create_seen($kdb, $name, 0);
+	is($node->safe_psql($kdb, qq{SELECT es.wait_for_projection('$name', NULL, '60 seconds')}),
+		't', "catch-up skip: $name is live");
+}
+# 600 events at 20 ms (the later ones at once): a catch-up of about 12
+# steps of a second.
+$node->safe_psql($kdb, q{
+CREATE TABLE public.seen_cu_slow (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_cu_slow(e es.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF e.stream_id LIKE 'cu-%' THEN
+    PERFORM pg_catalog.pg_sleep(0.02);
+  END IF;
+  INSERT INTO public.seen_cu_slow VALUES (e.global_position);
+END $$;
+SELECT es.create_projection('cu_slow', 'public.h_cu_slow(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_cu_slow'::regclass]);
+});
+my $appender = IPC::Run::start(
+	[
+		'psql', '-X', '-At', '-d', $node->connstr($kdb), '-c', q{
+DO $$
+DECLARE
+    stop timestamptz := clock_timestamp() + interval '9 seconds';
+    i int := 0;
+BEGIN
+    WHILE clock_timestamp() < stop LOOP
+        i := i + 1;
+        PERFORM es.append_event('tick-' || i % 10, 'Ticked', '{}');
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.0005);
+    END LOOP;
+END
+$$}
+	],
+	'<', '/dev/null', '>', \my $app_out, '2>', \my $app_err,
+	IPC::Run::timeout(60));
+# Sample what the workers wait for, every 20 ms, while both run (a
+# transaction per sample: pg_stat_activity is read once per transaction).
+my $samples = $node->safe_psql($kdb, q{
+CREATE TEMP TABLE samples (waiting boolean NOT NULL);
+DO $$
+BEGIN
+    FOR i IN 1..400 LOOP
+        INSERT INTO samples
+        SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+                        WHERE backend_type = 'es projection worker' AND wait_event_type = 'Lock');
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.02);
+    END LOOP;
+END
+$$;
+SELECT count(*) || ':' || count(*) FILTER (WHERE waiting) FROM samples;
+});
+$appender->finish;
+is($app_err, '', 'catch-up skip: the appender ran without error');
+is($node->safe_psql($kdb, q{SELECT phase FROM es.projections WHERE name = 'cu_slow'}),
+	'catching_up', 'catch-up skip: cu_slow was still catching up after the sampling');
+is($samples, '400:0', 'catch-up skip: no projection worker waited for a lock (samples:waiting)');
+foreach my $name (@cu_fast, 'cu_slow')
+{
+	is($node->safe_psql($kdb, qq{SELECT es.wait_for_projection('$name', NULL, '120 seconds')}),
+		't', "catch-up skip: $name applies everything");
+	my $n = $node->safe_psql($kdb, q{SELECT count(*) FROM es.events});
+	is(exactness($kdb, $name), "$n:$n:0:0",
+		"catch-up skip: $name holds exactly one row per event (rows:distinct:missing:unknown)");
 }
 
 # The server did not restart: no crash-restart cycle either (it keeps
