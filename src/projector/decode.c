@@ -376,16 +376,19 @@ decoded_last(void)
 	return nown > 0 ? own_files[nown - 1] : 1;
 }
 
-/* Remove this database's batch files up to "upto" */
-void
-decoded_trim(XLogRecPtr upto)
+/*
+ * Remove this database's batch files up to "upto", the oldest "limit" of
+ * them at most (0: all).  Returns true when some up to "upto" are left.
+ */
+bool
+decoded_trim(XLogRecPtr upto, int limit)
 {
 	char		path[MAXPGPATH];
 	int			n = 0;
 
 	if (!own_valid)
 		(void) decoded_last();
-	while (n < nown && own_files[n] <= upto)
+	while (n < nown && own_files[n] <= upto && (limit == 0 || n < limit))
 	{
 		decoded_file_name(path, own_files[n], "");
 		if (unlink(path) < 0 && errno != ENOENT)
@@ -399,6 +402,7 @@ decoded_trim(XLogRecPtr upto)
 		memmove(own_files, own_files + n, sizeof(XLogRecPtr) * (nown - n));
 		nown -= n;
 	}
+	return nown > 0 && own_files[0] <= upto;
 }
 
 static void
@@ -769,7 +773,7 @@ void
 decoded_remove_all(void)
 {
 	own_valid = false;
-	decoded_trim(PG_UINT64_MAX);
+	(void) decoded_trim(PG_UINT64_MAX, 0);
 	logged_upto = InvalidXLogRecPtr;
 	own_valid = false;
 }

@@ -78,6 +78,7 @@
 #define UNIT_TIME_MS		1000	/* a worker's unit ends after a transaction once it ran this long */
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
+#define TRIM_PER_BATCH		8		/* applied batch files removed after a batch (more when idle) */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
 
 /* A projection worker of a database, in shared memory */
@@ -103,7 +104,7 @@ typedef struct ProjectorDb
 	XLogRecPtr	logged_upto;	/* the WAL end of the last logged commit */
 	bool		log_ready;		/* the projector cleared the old files */
 	/* the last batch files logged, for the workers (decoded_load) */
-	XLogRecPtr	trimmed_upto;	/* the files up to it are removed */
+	XLogRecPtr	trimmed_upto;	/* no worker needs the files up to it */
 	XLogRecPtr	recent_from;	/* every file that ends after it is in recent */
 	int			nrecent;
 	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends, oldest first */
@@ -253,7 +254,7 @@ extern XLogRecPtr decoding_read(void);
 extern XLogRecPtr decoded_save(XLogRecPtr *before);
 extern void decoded_note_file(XLogRecPtr before, XLogRecPtr end);
 extern void decoded_remove_all(void);
-extern void decoded_trim(XLogRecPtr upto);
+extern bool decoded_trim(XLogRecPtr upto, int limit);
 extern XLogRecPtr decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want);
 
 /* apply.c */

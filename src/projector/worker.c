@@ -37,6 +37,7 @@ static TimestampTz holding_logged_at = 0;
 static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
 static TimestampTz last_batch_at = 0;
 static TimestampTz slot_saved_at = 0;
+static XLogRecPtr trim_upto = InvalidXLogRecPtr;	/* batch files to remove */
 /* the projection workers this projector started, by slot */
 static BackgroundWorkerHandle *worker_handles[MAX_PROJECTION_WORKERS];
 
@@ -260,7 +261,6 @@ decoder_batch(XLogRecPtr decode_end)
 		logged = decoded_save(&before);
 		aps = load_projections(NULL, false);
 		confirm = oldest_checkpoint(aps, confirm, &active);
-		decoded_trim(confirm);
 		log_holding(aps);
 	}
 	PopActiveSnapshot();
@@ -277,12 +277,14 @@ decoder_batch(XLogRecPtr decode_end)
 	if (logged > before)
 		decoded_note_file(before, logged);
 	if (ready)
-		my_db->trimmed_upto = Max(my_db->trimmed_upto, confirm);
+		my_db->trimmed_upto = trim_upto = Max(trim_upto, confirm);
 	/* no more workers than projections to apply */
 	my_db->workers_wanted = Min(active, es_max_projection_workers);
 	SpinLockRelease(&projector->mutex);
 	projector_wake_workers();
 	slot_confirm(confirm);
+	/* the workers first: a slow projection's unit can free many files */
+	(void) decoded_trim(trim_upto, TRIM_PER_BATCH);
 	return BATCH_DONE;
 }
 
@@ -587,9 +589,13 @@ es_projector_main(Datum arg)
 		woken = false;
 		if (decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
 		{
-			int			rc = WaitLatch(MyLatch,
-									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									   1000L, PG_WAIT_EXTENSION);
+			int			rc;
+
+			/* idle: remove the applied batch files left, unless woken */
+			while (!MyLatch->is_set && decoded_trim(trim_upto, TRIM_PER_BATCH))
+				CHECK_FOR_INTERRUPTS();
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   1000L, PG_WAIT_EXTENSION);
 
 			woken = (rc & WL_LATCH_SET) != 0;
 		}
