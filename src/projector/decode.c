@@ -754,11 +754,18 @@ decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 {
 	XLogRecPtr	reached;
 
-	/* the list, when it goes far enough; else, or if a file of it is gone, the directory */
+	/*
+	 * The list, extended to "upto" if it can be.  A projection behind what
+	 * it lists (a slow one) takes a unit from it, and stops at listed_upto
+	 * at most: listing the directory again for each of its units, as the
+	 * files noted since are too many to extend the list, would read every
+	 * file name it keeps (thousands) while the projector adds files.  Else,
+	 * or if a file of it is gone, the directory.
+	 */
 	if (listed != NULL && upto > listed_upto)
 		decoded_list_recent(upto);
-	if (listed != NULL && upto <= listed_upto &&
-		decoded_load_listed(after, upto, want, true, &reached))
+	if (listed != NULL && after < listed_upto &&
+		decoded_load_listed(after, Min(upto, listed_upto), want, true, &reached))
 		return reached;
 	decoded_list(upto);
 	(void) decoded_load_listed(after, upto, want, false, &reached);
