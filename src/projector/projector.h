@@ -79,6 +79,7 @@
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define TRIM_PER_BATCH		8		/* applied batch files removed after a batch (more when idle) */
+#define LOOK_EVERY_MS		50		/* the projector reads es.projections at most this often while busy */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
 
 /* A projection worker of a database, in shared memory */

@@ -38,6 +38,9 @@ static XLogRecPtr last_batch_end = InvalidXLogRecPtr;
 static TimestampTz last_batch_at = 0;
 static TimestampTz slot_saved_at = 0;
 static XLogRecPtr trim_upto = InvalidXLogRecPtr;	/* batch files to remove */
+static TimestampTz last_look_at = 0;	/* the last look at the projections */
+static bool looked_any = false; /* and it found some */
+static bool look_owed = false;	/* a batch was logged since the last look */
 /* the projection workers this projector started, by slot */
 static BackgroundWorkerHandle *worker_handles[MAX_PROJECTION_WORKERS];
 
@@ -227,6 +230,15 @@ slot_confirm(XLogRecPtr confirm)
  * projection, and remove the logged batches every live projection has
  * applied.  Neither goes past a switch to live in flight, nor past what
  * was logged before the look at the checkpoints (see switch_begin).
+ *
+ * The look at the projections (their checkpoints, how many are active)
+ * is taken at most every LOOK_EVERY_MS while there are some: under a
+ * steady stream of appends the projector logs hundreds of batches a
+ * second, and reading es.projections for each (whose rows every unit
+ * updates, so that it spans many pages until a VACUUM) cost it more than
+ * decoding.  A batch between two looks is only logged and announced: the
+ * slot and the removal of logged batches wait for the next look, which
+ * the main loop takes LOOK_EVERY_MS later if nothing else comes.
  */
 static BatchResult
 decoder_batch(XLogRecPtr decode_end)
@@ -240,7 +252,9 @@ decoder_batch(XLogRecPtr decode_end)
 	XLogRecPtr	before = InvalidXLogRecPtr;
 	int			active = 0;
 	int			guc_level;
-	bool		ready;
+	bool		ready = false;
+	bool		look = !looked_any ||
+		TimestampDifferenceExceeds(last_look_at, GetCurrentTimestamp(), LOOK_EVERY_MS);
 
 	guc_level = projector_xact_begin("decoding");
 	MemoryContextSwitchTo(batch_cxt);
@@ -254,20 +268,31 @@ decoder_batch(XLogRecPtr decode_end)
 		if (TransactionIdIsInProgress(xid))
 			XactLockTableWait(xid, NULL, NULL, XLTW_None);
 	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	ready = extension_ready();
-	if (ready)
+	if (look)
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ready = extension_ready();
+		if (ready)
+		{
+			logged = decoded_save(&before);
+			aps = load_projections(NULL, false);
+			confirm = oldest_checkpoint(aps, confirm, &active);
+			log_holding(aps);
+		}
+		PopActiveSnapshot();
+		last_look_at = GetCurrentTimestamp();
+		looked_any = aps != NIL;
+		look_owed = false;
+	}
+	else
 	{
 		logged = decoded_save(&before);
-		aps = load_projections(NULL, false);
-		confirm = oldest_checkpoint(aps, confirm, &active);
-		log_holding(aps);
+		look_owed = true;
 	}
-	PopActiveSnapshot();
 	projector_xact_end(guc_level);
 	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(batch_cxt);
-	if (aps == NIL)
+	if (look && aps == NIL)
 		return BATCH_NOTHING;
 
 	/* what the workers may read now */
@@ -277,12 +302,15 @@ decoder_batch(XLogRecPtr decode_end)
 	if (logged > before)
 		decoded_note_file(before, logged);
 	if (ready)
+	{
 		my_db->trimmed_upto = trim_upto = Max(trim_upto, confirm);
-	/* no more workers than projections to apply */
-	my_db->workers_wanted = Min(active, es_max_projection_workers);
+		/* no more workers than projections to apply */
+		my_db->workers_wanted = Min(active, es_max_projection_workers);
+	}
 	SpinLockRelease(&projector->mutex);
 	projector_wake_workers();
-	slot_confirm(confirm);
+	if (ready)
+		slot_confirm(confirm);
 	/* the workers first: a slow projection's unit can free many files */
 	(void) decoded_trim(trim_upto, TRIM_PER_BATCH);
 	return BATCH_DONE;
@@ -501,6 +529,7 @@ projector_step(void)
 	XLogRecPtr	target;
 
 	if (decoded_xacts != NIL || woken ||
+		(look_owed && TimestampDifferenceExceeds(last_look_at, now, LOOK_EVERY_MS)) ||
 		decode_end - last_batch_end > RAISE_EVERY_BYTES ||
 		(holding_any && TimestampDifferenceExceeds(last_batch_at, now, 60 * 1000)))
 	{
@@ -595,7 +624,7 @@ es_projector_main(Datum arg)
 			while (!MyLatch->is_set && decoded_trim(trim_upto, TRIM_PER_BATCH))
 				CHECK_FOR_INTERRUPTS();
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						   1000L, PG_WAIT_EXTENSION);
+						   look_owed ? LOOK_EVERY_MS : 1000L, PG_WAIT_EXTENSION);
 
 			woken = (rc & WL_LATCH_SET) != 0;
 		}
