@@ -170,25 +170,6 @@ projection_worker_wanted(void)
 }
 
 /*
- * The next projection with work that nobody holds, locked; the least
- * recently applied first.  Live ones have work when their checkpoint is
- * behind the last logged commit, or behind "target" (somebody waits), or
- * far behind what was decoded (to let the slot go).
- */
-static KeptPlan pick_plan = {
-	"SELECT p.name, p.phase OPERATOR(pg_catalog.=) 'live' AND p.applied_lsn IS NOT NULL"
-	"  FROM ONLY es.projections p"
-	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND NOT p.paused AND p.failed_at IS NULL"
-	"   AND (p.phase OPERATOR(pg_catalog.<>) 'live' OR p.applied_lsn IS NULL"
-	"        OR (p.applied_lsn OPERATOR(pg_catalog.<) $1"
-	"            AND (p.applied_lsn OPERATOR(pg_catalog.<) $2"
-	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $3"
-	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $4)))"
-	" ORDER BY p.last_applied_at NULLS FIRST, p.name"
-	" LIMIT 1 FOR NO KEY UPDATE OF p SKIP LOCKED", NULL
-};
-
-/*
  * One unit of one projection.  Returns true when there may be more work
  * (a projection was found).
  */
@@ -200,6 +181,7 @@ projection_worker_step(void)
 	XLogRecPtr	upto;
 	XLogRecPtr	logged;
 	XLogRecPtr	target;
+	AsyncProjection *ap = NULL;
 	char	   *name = NULL;
 	bool		live = false;
 	int			guc_level;
@@ -221,31 +203,17 @@ projection_worker_step(void)
 	MemoryContextSwitchTo(cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (extension_ready())
+		ap = pick_projection(upto, target, logged);
+	if (ap != NULL)
 	{
-		Oid			types[4] = {PG_LSNOID, PG_LSNOID, PG_LSNOID, PG_LSNOID};
-		Datum		values[4];
-		bool		isnull;
-
-		values[0] = LSNGetDatum(upto);
-		values[1] = LSNGetDatum(Min(target, upto));
-		values[2] = LSNGetDatum(upto > RAISE_EVERY_BYTES ? upto - RAISE_EVERY_BYTES : 0);
-		values[3] = LSNGetDatum(Min(logged, upto));
-		SPI_connect();
-		spi_run(&pick_plan, 4, types, values, NULL, false);
-		if (SPI_processed > 0)
-		{
-			name = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 1));
-			live = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 2, &isnull));
-		}
-		SPI_finish();
+		name = ap->p->name;
+		live = is_live(ap);
 	}
-	if (name != NULL && live)
+	if (live)
 	{
 		pgstat_report_activity(STATE_RUNNING,
 							   psprintf("es: applying projection \"%s\"", name));
-		(void) apply_live_unit(name, upto);
+		(void) apply_live_unit(ap, upto);
 	}
 	PopActiveSnapshot();
 	projector_xact_end(guc_level);

@@ -414,18 +414,17 @@ apply_live(AsyncProjection *ap, XLogRecPtr decode_end, Snapshot snap)
 }
 
 /*
- * A projection worker's unit of a live projection "name", whose row the
- * worker's transaction holds: the logged transactions it has not applied,
+ * A projection worker's unit of a live projection "ap", whose row the
+ * worker's transaction holds (as pick_projection read it): the logged
+ * transactions it has not applied,
  * up to "upto" (what the projector has logged), in commit order, about
  * CATCHUP_BATCH events of them (apply_live); then its checkpoint.  Returns
  * true when it applied something.  In a transaction, with a snapshot taken
  * after "upto" was read.
  */
 bool
-apply_live_unit(const char *name, XLogRecPtr upto)
+apply_live_unit(AsyncProjection *ap, XLogRecPtr upto)
 {
-	List	   *aps = load_projections(name, true);
-	AsyncProjection *ap = aps != NIL ? linitial(aps) : NULL;
 	XLogRecPtr	decode_end;
 	bool		forget;
 

@@ -52,7 +52,8 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 	return rc;
 }
 
-#define LOAD_SQL \
+/* An async projection's row, as load_projections reads it ($2: MyDatabaseId) */
+#define LOAD_COLUMNS \
 	"SELECT p.name, p.handler::pg_catalog.oid AS handler, p.event_types, p.paused," \
 	"       pr.proowner, p.on_error, p.phase, p.caught_up_to, p.last_position," \
 	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn," \
@@ -73,7 +74,8 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 	"         ORDER BY s.setrole OPERATOR(pg_catalog.=) 0, s.setdatabase OPERATOR(pg_catalog.=) 0" \
 	"         LIMIT 1) AS lock_timeout" \
 	"  FROM ONLY es.projections p JOIN pg_catalog.pg_proc pr" \
-	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid" \
+	"    ON pr.oid OPERATOR(pg_catalog.=) p.handler::pg_catalog.oid"
+#define LOAD_SQL LOAD_COLUMNS \
 	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'" \
 	"   AND ($1 IS NULL OR p.name OPERATOR(pg_catalog.=) $1)"
 
@@ -115,21 +117,36 @@ handler_timeout(const char *value, int otherwise)
  * without those another transaction holds) into the current memory
  * context, with their handlers' timeouts.
  */
+static List *load_rows(KeptPlan *kp, int nargs, Oid *types, Datum *values,
+					   const char *nulls, bool read_only);
+
 List *
 load_projections(const char *name, bool lock)
 {
 	Oid			types[2] = {TEXTOID, OIDOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
-	MemoryContext cxt = CurrentMemoryContext;
-	List	   *result = NIL;
-	uint64		i;
 
 	values[0] = name ? CStringGetTextDatum(name) : (Datum) 0;
 	nulls[0] = name ? ' ' : 'n';
 	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	return load_rows(lock ? &load_plan : &load_nolock_plan, 2, types, values, nulls, !lock);
+}
+
+/*
+ * Run "kp", a statement that returns LOAD_COLUMNS, and make its rows async
+ * projections, in the current memory context.
+ */
+static List *
+load_rows(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
+		  bool read_only)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
 	SPI_connect();
-	spi_run(lock ? &load_plan : &load_nolock_plan, 2, types, values, nulls, !lock);
+	spi_run(kp, nargs, types, values, nulls, read_only);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -161,6 +178,45 @@ load_projections(const char *name, bool lock)
 	}
 	SPI_finish();
 	return result;
+}
+
+/*
+ * A projection worker: the next projection with work that nobody holds,
+ * its row locked (NULL: none); the least recently applied first.  Live
+ * ones have work when their checkpoint is behind the last logged commit
+ * ("logged"), or behind "target" (somebody waits), or far behind what was
+ * decoded ("upto": to let the slot go); one that reads the table always
+ * has.  The whole row, as load_projections reads it: a live unit applies
+ * it in this transaction without reading it again.
+ */
+static KeptPlan pick_plan = {
+	LOAD_COLUMNS
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND NOT p.paused AND p.failed_at IS NULL"
+	"   AND (p.phase OPERATOR(pg_catalog.<>) 'live' OR p.applied_lsn IS NULL"
+	"        OR (p.applied_lsn OPERATOR(pg_catalog.<) $3"
+	"            AND (p.applied_lsn OPERATOR(pg_catalog.<) $4"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $5"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $6)))"
+	" ORDER BY p.last_applied_at NULLS FIRST, p.name"
+	" LIMIT 1 FOR NO KEY UPDATE OF p SKIP LOCKED", NULL
+};
+
+AsyncProjection *
+pick_projection(XLogRecPtr upto, XLogRecPtr target, XLogRecPtr logged)
+{
+	Oid			types[6] = {TEXTOID, OIDOID, PG_LSNOID, PG_LSNOID, PG_LSNOID, PG_LSNOID};
+	Datum		values[6];
+	char		nulls[6] = {'n', ' ', ' ', ' ', ' ', ' '};
+	List	   *aps;
+
+	values[0] = (Datum) 0;		/* LOAD_COLUMNS takes $2 only */
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[2] = LSNGetDatum(upto);
+	values[3] = LSNGetDatum(Min(target, upto));
+	values[4] = LSNGetDatum(upto > RAISE_EVERY_BYTES ? upto - RAISE_EVERY_BYTES : 0);
+	values[5] = LSNGetDatum(Min(logged, upto));
+	aps = load_rows(&pick_plan, 6, types, values, nulls, false);
+	return aps != NIL ? linitial(aps) : NULL;
 }
 
 /*

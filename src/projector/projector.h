@@ -263,7 +263,7 @@ extern bool apply_unit(ApplyUnit *u);
 extern bool unit_cancelled(ApplyUnit *u);
 extern void park_event(AsyncProjection *ap, int64 position, ApplyUnit *u);
 extern void stop_projection(AsyncProjection *ap, int64 position, ApplyUnit *u);
-extern bool apply_live_unit(const char *name, XLogRecPtr upto);
+extern bool apply_live_unit(AsyncProjection *ap, XLogRecPtr upto);
 
 /* checkpoint.c */
 extern int	server_statement_timeout;
@@ -271,6 +271,8 @@ extern int	server_lock_timeout;
 extern int	spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values,
 					const char *nulls, bool read_only);
 extern List *load_projections(const char *name, bool lock);
+extern AsyncProjection *pick_projection(XLogRecPtr upto, XLogRecPtr target,
+										XLogRecPtr logged);
 extern bool extension_ready(void);
 extern bool name_in(List *names, const char *name);
 
