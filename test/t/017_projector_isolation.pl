@@ -95,6 +95,24 @@ sub applied
 	return $node->safe_psql($db, qq{SELECT count(*) FROM public.seen_$name});
 }
 
+# Append 10 events to each of the streams "$prefix-1" .. "$prefix-$n" of
+# database $db, a transaction per stream.
+sub append_streams
+{
+	my ($db, $prefix, $n) = @_;
+	$node->safe_psql($db, qq{
+DO \$\$
+BEGIN
+    FOR s IN 1..$n LOOP
+        PERFORM es.append('$prefix-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
+                                                 FROM generate_series(1, 10) n));
+        COMMIT;
+    END LOOP;
+END
+\$\$});
+	return;
+}
+
 # A read table public.seen_$name and its handler, which sleeps $sleep
 # seconds per event (none when 0) and records the event's position.
 sub create_seen
@@ -331,16 +349,7 @@ is($node->safe_psql($sdb, q{SELECT es.wait_for_projection('slow_live', NULL, '60
 # Paused while 500 events are appended in 50 transactions: then its
 # backlog is one unit of events (10 s of its handler).
 $node->safe_psql($sdb, q{SELECT es.pause_projection('slow_live')});
-$node->safe_psql($sdb, q{
-DO $$
-BEGIN
-    FOR s IN 1..50 LOOP
-        PERFORM es.append('slow-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
-                                               FROM generate_series(1, 10) n));
-        COMMIT;
-    END LOOP;
-END
-$$});
+append_streams($sdb, 'slow', 50);
 $node->safe_psql($sdb, q{SELECT es.resume_projection('slow_live')});
 # The catch-up of another slow projection over the same 500 events.
 create_seen($sdb, 'slow_cu', 0.02);
@@ -372,16 +381,7 @@ foreach my $name ('slow_live', 'slow_cu')
 my $kdb = 'cu_skip';
 $node->safe_psql('postgres', "CREATE DATABASE $kdb");
 $node->safe_psql($kdb, 'CREATE EXTENSION es');
-$node->safe_psql($kdb, q{
-DO $$
-BEGIN
-    FOR s IN 1..60 LOOP
-        PERFORM es.append('cu-' || s, ARRAY(SELECT es.new_event('Deposited', jsonb_build_object('n', n))
-                                             FROM generate_series(1, 10) n));
-        COMMIT;
-    END LOOP;
-END
-$$});
+append_streams($kdb, 'cu', 60);
 my @cu_fast = qw(cu_fast1 cu_fast2 cu_fast3);
 foreach my $name (@cu_fast)
 {
