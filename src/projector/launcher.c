@@ -21,6 +21,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/lmgr.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 
 #include "es.h"
@@ -599,8 +600,14 @@ es_launcher_main(Datum arg)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
+		/* the list outlives the transaction (whose memory commit resets) */
 		if (db->datallowconn && !db->datistemplate)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 			dbs = lappend_oid(dbs, db->oid);
+			MemoryContextSwitchTo(old);
+		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
