@@ -8,7 +8,9 @@
  *	  of its catch-up) in a transaction that holds the projection's row,
  *	  and takes the next one.  A slow or stuck handler holds its own
  *	  projection's row, and one worker; the other workers skip that row
- *	  (SKIP LOCKED) and go on with the other projections.
+ *	  (SKIP LOCKED) and go on with the other projections, and the
+ *	  projector starts another worker in place of the held one
+ *	  (workers_needed).
  *
  * Copyright (c) 2026, es developers
  *
@@ -44,9 +46,47 @@ static int	my_index = -1;		/* my slot in my_db->workers */
  */
 
 /*
- * Start the workers of the database that are not running (slots below
- * es.max_projection_workers, and below the number of active async
- * projections: workers_wanted), not before a crashed one's restart time.
+ * How many workers the database needs: one per active projection, at most
+ * es.max_projection_workers, and one more for each worker held in a long
+ * unit (a slow or stuck handler, a long catch-up step; at most
+ * es.max_projection_workers more), so that a held worker is not taken from
+ * the other projections.  A slow projection is between two units only for
+ * a moment: the extra workers stay until none has been held for
+ * HELD_KEEP_MS.  In the projector; the workers above it exit.
+ */
+static int
+workers_needed(TimestampTz now)
+{
+	static int	extra = 0;
+	static TimestampTz extra_since = 0;
+	int			held = 0;
+	int			active;
+	int			i;
+
+	SpinLockAcquire(&projector->mutex);
+	active = my_db->active;
+	for (i = 0; i < MAX_PROJECTION_WORKERS; i++)
+	{
+		ProjectionWorkerSlot *w = &my_db->workers[i];
+
+		if (w->pid != 0 && w->unit_start != 0 &&
+			TimestampDifferenceExceeds(w->unit_start, now, HELD_AFTER_MS))
+			held++;
+	}
+	SpinLockRelease(&projector->mutex);
+
+	held = Min(held, es_max_projection_workers);
+	if (held >= extra || TimestampDifferenceExceeds(extra_since, now, HELD_KEEP_MS))
+	{
+		extra = held;
+		extra_since = now;
+	}
+	return Min(Min(active, es_max_projection_workers + extra), MAX_PROJECTION_WORKERS);
+}
+
+/*
+ * Start the workers of the database that are not running (the slots
+ * below workers_needed), not before a crashed one's restart time.
  * "handles" are the projector's, by slot: a worker registered but not yet
  * in its slot is not started twice.
  */
@@ -54,11 +94,11 @@ void
 projection_workers_start(BackgroundWorkerHandle **handles)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	int			wanted;
+	int			wanted = workers_needed(now);
 	int			i;
 
 	SpinLockAcquire(&projector->mutex);
-	wanted = Min(my_db->workers_wanted, es_max_projection_workers);
+	my_db->workers_wanted = wanted;
 	SpinLockRelease(&projector->mutex);
 	for (i = 0; i < wanted; i++)
 	{
@@ -119,6 +159,7 @@ projection_worker_exit(int code, Datum arg)
 		my_db->workers[my_index].pid = 0;
 		my_db->workers[my_index].latch = NULL;
 		my_db->workers[my_index].switching_at = InvalidXLogRecPtr;
+		my_db->workers[my_index].unit_start = 0;
 		/* after an error: the projector starts it again, a little later */
 		my_db->workers[my_index].restart_at = code == 0 ? 0 :
 			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
@@ -166,7 +207,7 @@ projection_worker_wanted(void)
 	SpinLockAcquire(&projector->mutex);
 	wanted = my_db->pid != 0 && !my_db->dropping && my_index < my_db->workers_wanted;
 	SpinLockRelease(&projector->mutex);
-	return wanted && my_index < es_max_projection_workers;
+	return wanted;
 }
 
 /*
@@ -185,9 +226,11 @@ projection_worker_step(void)
 	char	   *name = NULL;
 	bool		live = false;
 	int			guc_level;
+	TimestampTz start = GetCurrentTimestamp();
 
 	/* read before the snapshot: everything logged up to it is visible */
 	SpinLockAcquire(&projector->mutex);
+	my_db->workers[my_index].unit_start = start;
 	upto = my_db->decoded_upto;
 	logged = my_db->logged_upto;
 	target = my_db->last_append_end;
@@ -195,6 +238,9 @@ projection_worker_step(void)
 	/* nothing decoded yet since the server started: wait for the projector */
 	if (XLogRecPtrIsInvalid(upto))
 	{
+		SpinLockAcquire(&projector->mutex);
+		my_db->workers[my_index].unit_start = 0;
+		SpinLockRelease(&projector->mutex);
 		MemoryContextDelete(cxt);
 		return false;
 	}
@@ -225,6 +271,9 @@ projection_worker_step(void)
 		processed_upto = upto;
 		(void) catchup_step(name);
 	}
+	SpinLockAcquire(&projector->mutex);
+	my_db->workers[my_index].unit_start = 0;
+	SpinLockRelease(&projector->mutex);
 	MemoryContextDelete(cxt);
 	return name != NULL;
 }
@@ -252,6 +301,7 @@ es_projection_worker_main(Datum arg)
 	my_db->workers[my_index].latch = MyLatch;
 	my_db->workers[my_index].restart_at = 0;
 	my_db->workers[my_index].switching_at = InvalidXLogRecPtr;
+	my_db->workers[my_index].unit_start = 0;
 	SpinLockRelease(&projector->mutex);
 	before_shmem_exit(projection_worker_exit, (Datum) 0);
 

@@ -18,7 +18,8 @@
  * batches, only up to the oldest live checkpoint, so after a crash (which
  * empties the log) decoding again from the slot gives back exactly what
  * was not applied.  A slow or stuck handler holds one worker and its own
- * projection; the other workers go on with the others.
+ * projection; the other workers go on with the others, and the projector
+ * starts one more beside each held worker (applier.c).
  *
  * A projection that joins late (created, rebuilt) first reads the table in
  * position order below the gap-safe horizon, caught_up_to being exact
@@ -76,6 +77,8 @@
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
 #define LOGGED_RECENT		64		/* batch files a worker finds without listing the directory */
 #define UNIT_TIME_MS		1000	/* a worker's unit ends after a transaction once it ran this long */
+#define HELD_AFTER_MS		100		/* a worker in one unit this long is held: another starts beside it */
+#define HELD_KEEP_MS		10000	/* the workers started beside held ones stay this long after */
 #define CATCHUP_BATCH		5000	/* events per catch-up transaction, and about per live unit */
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define TRIM_PER_BATCH		8		/* applied batch files removed after a batch (more when idle) */
@@ -89,6 +92,7 @@ typedef struct ProjectionWorkerSlot
 	Latch	   *latch;
 	TimestampTz restart_at;		/* after an error exit: not before */
 	XLogRecPtr	switching_at;	/* L0 of a switch to live in flight */
+	TimestampTz unit_start;		/* in a unit since, 0: between units */
 } ProjectionWorkerSlot;
 
 /* Shared state: one entry per database that has (had) a projector */
@@ -109,7 +113,8 @@ typedef struct ProjectorDb
 	XLogRecPtr	recent_from;	/* every file that ends after it is in recent */
 	int			nrecent;
 	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends, oldest first */
-	int			workers_wanted;	/* active async projections, at most the setting */
+	int			active;			/* active async projections (the projector's look) */
+	int			workers_wanted;	/* workers to run (projection_workers_start) */
 	ProjectionWorkerSlot workers[MAX_PROJECTION_WORKERS];
 } ProjectorDb;
 

@@ -305,7 +305,7 @@ decoder_batch(XLogRecPtr decode_end)
 	{
 		my_db->trimmed_upto = trim_upto = Max(trim_upto, confirm);
 		/* no more workers than projections to apply */
-		my_db->workers_wanted = Min(active, es_max_projection_workers);
+		my_db->active = active;
 	}
 	SpinLockRelease(&projector->mutex);
 	projector_wake_workers();

@@ -32,6 +32,12 @@
 #   worker waits for a lock (pg_stat_activity, sampled every 20 ms for
 #   8 s): the worker that picks the projection another one's step holds
 #   skips it.
+# - A held worker is not taken from the others: the setting reloaded to
+#   es.max_projection_workers = 1 (the launcher survives two reloads, the
+#   workers above the setting leave) and a stuck projection: a second worker
+#   starts beside the held one,
+#   two other projections apply every event (one row each), and the extra
+#   worker leaves once the stuck one is released.
 #
 # Every wait here is bounded: with one process applying all projections of
 # a database in turn, the stuck handler stalls the others, and the test
@@ -452,6 +458,81 @@ foreach my $name (@cu_fast, 'cu_slow')
 	is(exactness($kdb, $name), "$n:$n:0:0",
 		"catch-up skip: $name holds exactly one row per event (rows:distinct:missing:unknown)");
 }
+
+# =====================================================================
+# A held worker is not taken from the others
+# =====================================================================
+# One worker (es.max_projection_workers = 1) and a stuck projection: the
+# projector starts a second worker beside the held one, the other
+# projections keep applying, and once the stuck one is released the extra
+# worker leaves again (10 s after it was last needed).
+my $hdb = 'iso_held';
+$node->safe_psql('postgres', "CREATE DATABASE $hdb");
+$node->safe_psql($hdb, q{
+CREATE EXTENSION es;
+CREATE TABLE public.release_gate (released boolean);
+CREATE TABLE public.seen_held (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_held(e es.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
+    PERFORM pg_catalog.pg_sleep(0.05);
+  END LOOP;
+  INSERT INTO public.seen_held VALUES (e.global_position);
+END $$;
+SELECT es.create_projection('held', 'public.h_held(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_held'::regclass]);
+});
+my @others = qw(other1 other2);
+create_seen($hdb, $_, 0) foreach @others;
+foreach my $name ('held', @others)
+{
+	is($node->safe_psql($hdb, qq{SELECT es.wait_for_projection('$name', NULL, '60 seconds')}),
+		't', "held: projection $name is live");
+}
+my $worker_count = qq{SELECT count(*) FROM pg_stat_activity
+ WHERE datname = '$hdb' AND backend_type = 'es projection worker'};
+ok(es_poll($node, $hdb, $worker_count, '2', 30), 'held: two workers (the default) for three projections');
+
+# A reload, while the launcher, the projector and its workers run: each
+# reads the new setting and goes on (the launcher once freed, after its
+# first transaction, a list made in it: the next reload crashed the server).
+my $launcher_query = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'es launcher'};
+my $launcher = $node->safe_psql('postgres', $launcher_query);
+isnt($launcher, '', 'held: the es launcher runs');
+$node->append_conf('postgresql.conf', "es.max_projection_workers = 1\n");
+$node->reload;
+ok( es_poll(
+		$node, 'postgres', q{SELECT current_setting('es.max_projection_workers')}, '1', 30),
+	'held: es.max_projection_workers is 1 after a reload');
+usleep(500_000);
+$node->reload;
+ok(es_poll($node, $hdb, $worker_count, '1', 30), 'held: one worker once the setting is 1');
+is($node->safe_psql('postgres', $launcher_query), $launcher, 'held: the same launcher after two reloads');
+append_streams($hdb, 'h1', 5);
+ok( es_poll(
+		$node, $hdb, qq{
+SELECT count(*) > 0 FROM pg_stat_activity
+ WHERE datname = '$hdb' AND backend_type = 'es projection worker' AND wait_event = 'PgSleep'}, 't', 30),
+	'held: the stuck handler is looping');
+append_streams($hdb, 'h2', 5);
+my $hevents = $node->safe_psql($hdb, q{SELECT count(*) FROM es.events});
+is($hevents, '100', 'held: 100 events appended');
+foreach my $name (@others)
+{
+	is($node->safe_psql($hdb, qq{SELECT es.wait_for_projection('$name', NULL, '30 seconds')}),
+		't', "held: $name applies every event while the only worker of the setting is held");
+	is(exactness($hdb, $name), "$hevents:$hevents:0:0",
+		"held: $name holds exactly one row per event (rows:distinct:missing:unknown)");
+}
+is($node->safe_psql($hdb, $worker_count), '2', 'held: two workers while one is held');
+is(applied($hdb, 'held'), '0', 'held: the stuck projection has applied nothing');
+$node->safe_psql($hdb, q{INSERT INTO public.release_gate VALUES (true)});
+is($node->safe_psql($hdb, q{SELECT es.wait_for_projection('held', NULL, '60 seconds')}),
+	't', 'held: released, it catches up');
+is(exactness($hdb, 'held'), "$hevents:$hevents:0:0",
+	'held: it holds exactly one row per event (rows:distinct:missing:unknown)');
+ok(es_poll($node, $hdb, $worker_count, '1', 40), 'held: the extra worker leaves once none is held');
+$node->safe_psql('postgres', "DROP DATABASE $hdb");
 
 # The server did not restart: no crash-restart cycle either (it keeps
 # pg_postmaster_start_time but restarts the checkpointer).
