@@ -579,6 +579,7 @@ es_launcher_main(Datum arg)
 {
 	List	   *dbs = NIL;
 	ListCell   *lc;
+	Oid		   *to_start;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
@@ -617,10 +618,11 @@ es_launcher_main(Datum arg)
 		launcher_start_worker(lfirst_oid(lc));
 	list_free(dbs);
 
+	to_start = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * es_max_projector_databases);
 	for (;;)
 	{
-		List	   *to_start = NIL;
 		TimestampTz now;
+		int			n;
 		int			i;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -634,6 +636,8 @@ es_launcher_main(Datum arg)
 		}
 
 		now = GetCurrentTimestamp();
+		n = 0;
+		/* no allocation under a spinlock: an array sized at start */
 		SpinLockAcquire(&projector->mutex);
 		for (i = 0; i < es_max_projector_databases; i++)
 		{
@@ -643,12 +647,11 @@ es_launcher_main(Datum arg)
 				db->pid == 0 && !db->dropping && db->restart_at <= now)
 			{
 				db->start_requested = false;
-				to_start = lappend_oid(to_start, db->dboid);
+				to_start[n++] = db->dboid;
 			}
 		}
 		SpinLockRelease(&projector->mutex);
-		foreach(lc, to_start)
-			launcher_start_worker(lfirst_oid(lc));
-		list_free(to_start);
+		for (i = 0; i < n; i++)
+			launcher_start_worker(to_start[i]);
 	}
 }

@@ -256,13 +256,20 @@ rebuild_lost(void)
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *names = NIL;
 	ListCell   *lc;
+	uint64		n;
 	uint64		i;
 
 	SPI_connect();
 	spi_run(&lost_list_plan, 0, NULL, NULL, NULL, false);
-	for (i = 0; i < SPI_processed; i++)
-		names = lappend(names, MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[i],
-																	 SPI_tuptable->tupdesc, 1)));
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		/* the caller's memory: SPI_finish deletes SPI's */
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(old);
+	}
 	foreach(lc, names)
 	{
 		StateRow	row;
@@ -271,7 +278,7 @@ rebuild_lost(void)
 		state_reset(&row, false);
 	}
 	SPI_finish();
-	return list_length(names);
+	return n;
 }
 
 /*
