@@ -165,4 +165,21 @@ ReplicationSlotInvalidationCause_compat(ReplicationSlot *slot)
 
 #endif							/* SLOT_H */
 
+/*
+ * 16: vacuum() takes the memory context its work lives in (15 makes one
+ * under PortalContext), and VACUUM processes the main relation only when
+ * asked (VACOPT_PROCESS_MAIN, set by default by the command); a vacuum of
+ * one table may leave the database's frozen xid alone
+ * (VACOPT_SKIP_DATABASE_STATS).  For files that include commands/vacuum.h.
+ */
+#if PG_VERSION_NUM >= 160000
+#define ES_VACOPT_DEFAULTS	(VACOPT_PROCESS_MAIN | VACOPT_PROCESS_TOAST | VACOPT_SKIP_DATABASE_STATS)
+#define vacuum_compat(rels, params, strategy, cxt) \
+	vacuum((rels), (params), (strategy), (cxt), true)
+#else
+#define ES_VACOPT_DEFAULTS	VACOPT_PROCESS_TOAST
+#define vacuum_compat(rels, params, strategy, cxt) \
+	vacuum((rels), (params), (strategy), true)
+#endif
+
 #endif							/* ES_COMPAT_H */

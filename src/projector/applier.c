@@ -20,7 +20,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -135,7 +134,7 @@ projection_workers_start(BackgroundWorkerHandle **handles)
 		{
 			ereport(WARNING,
 					(errmsg("es projector: could not start projection worker %d of database \"%s\"; retrying in 5 seconds",
-							i + 1, get_database_name(MyDatabaseId)),
+							i + 1, my_db_name),
 					 errhint("Raise max_worker_processes, or lower es.max_projection_workers.")));
 			handles[i] = NULL;
 			SpinLockAcquire(&projector->mutex);

@@ -83,6 +83,7 @@
 #define RAISE_EVERY_BYTES	(16 * 1024 * 1024)	/* idle checkpoint raise */
 #define TRIM_PER_BATCH		8		/* applied batch files removed after a batch (more when idle) */
 #define LOOK_EVERY_MS		50		/* the projector reads es.projections at most this often while busy */
+#define VACUUM_EVERY_MS		2000	/* the projector vacuums es.projections at most this often */
 #define HOLD_LOG_INTERVAL_MS (5 * 60 * 1000)	/* repeat "holds WAL" */
 
 /* A projection worker of a database, in shared memory */
@@ -234,6 +235,7 @@ extern void projector_bgworker_init(BackgroundWorker *worker, const char *functi
 
 /* worker.c: the projector's process */
 extern ProjectorDb *my_db;
+extern char *my_db_name;
 extern char slot_name[NAMEDATALEN];
 extern int	projector_xact_begin(const char *activity);
 extern void projector_xact_end(int guc_level);

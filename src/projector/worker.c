@@ -12,16 +12,22 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "commands/vacuum.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
 #include "storage/proc.h"
 
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -30,6 +36,7 @@
 
 char		slot_name[NAMEDATALEN];
 ProjectorDb *my_db = NULL;
+char	   *my_db_name = NULL;	/* its name, read once at start */
 static bool woken = true;		/* the latch was set: look at the catalog */
 static bool holding_any = false;	/* a paused or failed projection holds WAL */
 static List *holding_logged = NIL;	/* names said to hold WAL */
@@ -560,6 +567,66 @@ projector_step(void)
 		projector_wake_workers();
 }
 
+/*
+ * VACUUM es.projections, at most every VACUUM_EVERY_MS.  Every unit of
+ * every projection updates its row, hundreds of times a second under load;
+ * heap pruning frees the space of the dead versions but does not make it
+ * reusable (the free space map), so between two vacuums the table grows
+ * by the size of the updates (about 200 kB/s), and every read of it (a
+ * worker's pick is a scan) reads it all.  Autovacuum comes at most once
+ * per autovacuum_naptime, or not at all.  The projector vacuums it itself,
+ * skipping it when another session holds a conflicting lock, and without
+ * truncating it (that takes an exclusive lock, and waits up to 5 seconds
+ * for it while every worker reads the table).  Outside a transaction
+ * (vacuum runs its own).
+ */
+static void
+projector_vacuum_projections(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt;
+	MemoryContext old;
+	MemoryContext save_portal = PortalContext;
+	VacuumParams params;
+	Oid			nsp;
+	Oid			relid = InvalidOid;
+
+	if (!TimestampDifferenceExceeds(last, now, VACUUM_EVERY_MS))
+		return;
+	last = now;
+	cxt = AllocSetContextCreate(TopMemoryContext, "es projector vacuum", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	memset(&params, 0, sizeof(params));
+	params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED | ES_VACOPT_DEFAULTS;
+	params.freeze_min_age = params.freeze_table_age = -1;
+	params.multixact_freeze_min_age = params.multixact_freeze_table_age = -1;
+	params.log_min_duration = -1;
+	params.nworkers = -1;		/* no parallel workers */
+	/* never the exclusive lock of a truncation: the space is reused */
+	params.truncate = VACOPTVALUE_DISABLED;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "es: vacuuming es.projections");
+	nsp = get_namespace_oid("es", true);
+	if (OidIsValid(nsp))
+		relid = get_relname_relid("projections", nsp);
+	if (OidIsValid(relid))
+	{
+		MemoryContextSwitchTo(cxt);
+		PortalContext = cxt;
+		vacuum_compat(list_make1(makeVacuumRelation(makeRangeVar("es", "projections", -1),
+													relid, NIL)),
+					  &params, GetAccessStrategy(BAS_VACUUM), cxt);
+		PortalContext = save_portal;
+	}
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
 void
 es_projector_main(Datum arg)
 {
@@ -576,6 +643,13 @@ es_projector_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* whatever the database's (or the role's) settings say */
 	projector_pin_settings(true, "es projector");
+	/* for the messages written outside a transaction */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	my_db_name = get_database_name(dboid);
+	my_db_name = MemoryContextStrdup(TopMemoryContext,
+									 my_db_name ? my_db_name : psprintf("%u", dboid));
+	CommitTransactionCommand();
 	/* a fresh server: what an earlier one logged for the workers is stale */
 	if (!my_db->log_ready)
 	{
@@ -614,6 +688,7 @@ es_projector_main(Datum arg)
 		if (decoding == NULL)
 			continue;			/* detached, and stays */
 		projection_workers_start(worker_handles);
+		projector_vacuum_projections();
 
 		woken = false;
 		if (decoding->reader->EndRecPtr >= GetFlushRecPtr(NULL))
