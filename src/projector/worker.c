@@ -311,7 +311,7 @@ decoder_batch(XLogRecPtr decode_end)
 	if (ready)
 	{
 		my_db->trimmed_upto = trim_upto = Max(trim_upto, confirm);
-		/* no more workers than projections to apply */
+		/* how many workers to run follows from it (workers_needed) */
 		my_db->active = active;
 	}
 	SpinLockRelease(&projector->mutex);

@@ -138,6 +138,28 @@ SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async'
 });
 }
 
+# A gate public.release_gate, and an async projection $name whose handler
+# loops until a row appears there (no timeout ends it), then records the
+# event's position in public.seen_$name.
+sub create_stuck
+{
+	my ($db, $name) = @_;
+	$node->safe_psql($db, qq{
+CREATE TABLE public.release_gate (released boolean);
+CREATE TABLE public.seen_$name (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN
+  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
+    PERFORM pg_catalog.pg_sleep(0.05);
+  END LOOP;
+  INSERT INTO public.seen_$name VALUES (e.global_position);
+END \$\$;
+SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_$name'::regclass]);
+});
+	return;
+}
+
 my $start_time = $node->safe_psql('postgres', q{SELECT pg_postmaster_start_time()});
 my $checkpointer = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'});
@@ -149,21 +171,8 @@ my $log_offset = -s $node->logfile;
 my $db = 'iso_stuck';
 my @fast = qw(fast1 fast2 fast3);
 $node->safe_psql('postgres', "CREATE DATABASE $db");
-$node->safe_psql($db, q{
-CREATE EXTENSION es;
-CREATE TABLE public.release_gate (released boolean);
-CREATE TABLE public.seen_stuck (global_position bigint NOT NULL);
--- Loops until the gate is released: no timeout ends it.
-CREATE FUNCTION public.h_stuck(e es.event) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
-    PERFORM pg_catalog.pg_sleep(0.05);
-  END LOOP;
-  INSERT INTO public.seen_stuck VALUES (e.global_position);
-END $$;
-SELECT es.create_projection('stuck', 'public.h_stuck(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_stuck'::regclass]);
-});
+$node->safe_psql($db, 'CREATE EXTENSION es');
+create_stuck($db, 'stuck');
 create_seen($db, $_, 0) foreach @fast;
 # All four are live on an empty store before the first event.
 foreach my $name ('stuck', @fast)
@@ -480,20 +489,8 @@ foreach my $name (@cu_fast, 'cu_slow')
 # worker leaves again (10 s after it was last needed).
 my $hdb = 'iso_held';
 $node->safe_psql('postgres', "CREATE DATABASE $hdb");
-$node->safe_psql($hdb, q{
-CREATE EXTENSION es;
-CREATE TABLE public.release_gate (released boolean);
-CREATE TABLE public.seen_held (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_held(e es.event) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
-    PERFORM pg_catalog.pg_sleep(0.05);
-  END LOOP;
-  INSERT INTO public.seen_held VALUES (e.global_position);
-END $$;
-SELECT es.create_projection('held', 'public.h_held(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_held'::regclass]);
-});
+$node->safe_psql($hdb, 'CREATE EXTENSION es');
+create_stuck($hdb, 'held');
 my @held_others = qw(other1 other2);
 create_seen($hdb, $_, 0) foreach @held_others;
 foreach my $name ('held', @held_others)
