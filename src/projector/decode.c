@@ -620,32 +620,40 @@ static XLogRecPtr *listed = NULL;
 static int	nlisted = 0;
 static XLogRecPtr listed_upto = InvalidXLogRecPtr;
 
+/* The i-th oldest of the files noted (decoded_note_file); under the mutex */
+#define RECENT(i) (my_db->recent[(my_db->recent_first + (i)) % LOGGED_RECENT])
+
 /*
  * The projector: note a batch file it logged, ending at "end", after the
  * one ending at "before", for the workers; under the mutex.  The last
  * LOGGED_RECENT of them are kept: with those, a worker that listed the
  * directory up to a point can extend its list without reading the
  * directory again, as long as no file after that point was dropped from
- * them (recent_from says).
+ * them (recent_from says).  A worker that spent a unit on a slow
+ * projection comes back a second or more behind: the ring holds several
+ * seconds of files at a high rate, because reading a directory where a
+ * projection far behind keeps thousands of files takes longer than the
+ * unit of a fast one.
  */
 void
 decoded_note_file(XLogRecPtr before, XLogRecPtr end)
 {
-	XLogRecPtr	last = my_db->nrecent > 0 ? my_db->recent[my_db->nrecent - 1] : my_db->recent_from;
+	XLogRecPtr	last = my_db->nrecent > 0 ? RECENT(my_db->nrecent - 1) : my_db->recent_from;
 
 	/* not right after the last one noted (a projector that started again): start over */
 	if (my_db->nrecent == 0 || last != before)
 	{
-		my_db->nrecent = 0;
+		my_db->nrecent = my_db->recent_first = 0;
 		my_db->recent_from = before;
 	}
 	if (my_db->nrecent == LOGGED_RECENT)
 	{
-		my_db->recent_from = my_db->recent[0];
-		memmove(&my_db->recent[0], &my_db->recent[1], sizeof(XLogRecPtr) * (LOGGED_RECENT - 1));
+		my_db->recent_from = RECENT(0);
+		my_db->recent_first = (my_db->recent_first + 1) % LOGGED_RECENT;
 		my_db->nrecent--;
 	}
-	my_db->recent[my_db->nrecent++] = end;
+	RECENT(my_db->nrecent) = end;
+	my_db->nrecent++;
 }
 
 /*
@@ -656,19 +664,36 @@ decoded_note_file(XLogRecPtr before, XLogRecPtr end)
 static void
 decoded_list_recent(XLogRecPtr upto)
 {
-	XLogRecPtr	recent[LOGGED_RECENT];
-	XLogRecPtr	from;
+	static XLogRecPtr *recent = NULL;
 	XLogRecPtr	trimmed;
-	int			n;
+	int			lo = 0;
+	int			hi;
+	int			n = 0;
 	int			i;
 
+	if (recent == NULL)
+		recent = MemoryContextAlloc(TopMemoryContext, sizeof(XLogRecPtr) * LOGGED_RECENT);
 	SpinLockAcquire(&projector->mutex);
-	from = my_db->recent_from;
 	trimmed = my_db->trimmed_upto;
-	n = my_db->nrecent;
-	memcpy(recent, my_db->recent, sizeof(XLogRecPtr) * n);
+	hi = my_db->nrecent;
+	if (hi > 0 && my_db->recent_from <= listed_upto)
+	{
+		/* copy only those after listed_upto, up to "upto" */
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (RECENT(mid) <= listed_upto)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < my_db->nrecent && RECENT(lo) <= upto; lo++)
+			recent[n++] = RECENT(lo);
+		hi = -1;				/* extended */
+	}
 	SpinLockRelease(&projector->mutex);
-	if (n == 0 || from > listed_upto)
+	if (hi != -1)
 		return;
 	for (i = 0; i < nlisted && listed[i] <= trimmed; i++)
 		;
@@ -677,10 +702,9 @@ decoded_list_recent(XLogRecPtr upto)
 		memmove(listed, listed + i, sizeof(XLogRecPtr) * (nlisted - i));
 		nlisted -= i;
 	}
-	listed = repalloc(listed, sizeof(XLogRecPtr) * (nlisted + n));
-	for (i = 0; i < n; i++)
-		if (recent[i] > listed_upto && recent[i] <= upto)
-			listed[nlisted++] = recent[i];
+	listed = repalloc(listed, sizeof(XLogRecPtr) * Max(nlisted + n, 1));
+	memcpy(listed + nlisted, recent, sizeof(XLogRecPtr) * n);
+	nlisted += n;
 	listed_upto = upto;
 }
 

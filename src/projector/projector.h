@@ -75,7 +75,7 @@
 
 #define DECODE_MAX_XACTS	1000	/* decoded transactions per batch */
 #define DECODE_MAX_EVENTS	20000	/* decoded events per batch */
-#define LOGGED_RECENT		64		/* batch files a worker finds without listing the directory */
+#define LOGGED_RECENT		2048	/* batch files a worker finds without listing the directory */
 #define UNIT_TIME_MS		1000	/* a worker's unit ends after a transaction once it ran this long */
 #define HELD_AFTER_MS		100		/* a worker in one unit this long is held: another starts beside it */
 #define HELD_KEEP_MS		10000	/* the workers started beside held ones stay this long after */
@@ -112,8 +112,9 @@ typedef struct ProjectorDb
 	/* the last batch files logged, for the workers (decoded_load) */
 	XLogRecPtr	trimmed_upto;	/* no worker needs the files up to it */
 	XLogRecPtr	recent_from;	/* every file that ends after it is in recent */
+	int			recent_first;	/* the oldest in recent (a ring) */
 	int			nrecent;
-	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends, oldest first */
+	XLogRecPtr	recent[LOGGED_RECENT];	/* their WAL ends */
 	int			active;			/* active async projections (the projector's look) */
 	int			workers_wanted;	/* workers to run (projection_workers_start) */
 	ProjectionWorkerSlot workers[MAX_PROJECTION_WORKERS];

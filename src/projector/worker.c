@@ -657,7 +657,7 @@ es_projector_main(Datum arg)
 		SpinLockAcquire(&projector->mutex);
 		my_db->log_ready = true;
 		my_db->decoded_upto = my_db->logged_upto = InvalidXLogRecPtr;
-		my_db->nrecent = 0;
+		my_db->nrecent = my_db->recent_first = 0;
 		my_db->recent_from = my_db->trimmed_upto = InvalidXLogRecPtr;
 		SpinLockRelease(&projector->mutex);
 	}
