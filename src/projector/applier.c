@@ -251,7 +251,7 @@ projection_worker_step(void)
 		ap = pick_projection(upto, target, logged);
 	if (ap != NULL)
 	{
-		name = ap->p->name;
+		name = pstrdup(ap->p->name);
 		live = is_live(ap);
 	}
 	if (live)

@@ -18,7 +18,9 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "es.h"
@@ -37,7 +39,7 @@ spi_run(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 
 	if (kp->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(kp->sql, nargs, types);
+		SPIPlanPtr	plan = SPI_prepare_cursor(kp->sql, nargs, types, kp->cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "es projector: SPI_prepare failed: %s",
@@ -119,6 +121,7 @@ handler_timeout(const char *value, int otherwise)
  */
 static List *load_rows(KeptPlan *kp, int nargs, Oid *types, Datum *values,
 					   const char *nulls, bool read_only);
+static void state_from_row(AsyncProjection *ap, HeapTuple tup, TupleDesc desc);
 
 List *
 load_projections(const char *name, bool lock)
@@ -131,6 +134,30 @@ load_projections(const char *name, bool lock)
 	nulls[0] = name ? ' ' : 'n';
 	values[1] = ObjectIdGetDatum(MyDatabaseId);
 	return load_rows(lock ? &load_plan : &load_nolock_plan, 2, types, values, nulls, !lock);
+}
+
+/*
+ * An async projection's state, from a row with the columns of LOAD_COLUMNS
+ * from on_error to failed, in the current memory context.
+ */
+static void
+state_from_row(AsyncProjection *ap, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+
+	ap->park = strcmp(SPI_getvalue(tup, desc, SPI_fnumber(desc, "on_error")), "park") == 0;
+	ap->phase = SPI_getvalue(tup, desc, SPI_fnumber(desc, "phase"));
+	ap->caught_up_to = DatumGetInt64(SPI_getbinval(tup, desc, SPI_fnumber(desc, "caught_up_to"), &isnull));
+	ap->last_position = DatumGetInt64(SPI_getbinval(tup, desc, SPI_fnumber(desc, "last_position"), &isnull));
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "applied_lsn"), &isnull);
+	ap->applied_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "live_snapshot"), &isnull);
+	ap->live_snapshot = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "live_snapshot_lsn"), &isnull);
+	ap->live_snapshot_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+	ap->failed = DatumGetBool(SPI_getbinval(tup, desc, SPI_fnumber(desc, "failed"), &isnull));
+	ap->new_applied_lsn = ap->applied_lsn;
 }
 
 /*
@@ -153,26 +180,15 @@ load_rows(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		AsyncProjection *ap = palloc0(sizeof(AsyncProjection));
-		bool		isnull;
-		Datum		d;
 
 		ap->p = projection_from_row(tup, desc, cxt);
-		ap->park = strcmp(SPI_getvalue(tup, desc, 6), "park") == 0;
-		ap->phase = SPI_getvalue(tup, desc, 7);
-		ap->caught_up_to = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-		ap->last_position = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-		d = SPI_getbinval(tup, desc, 10, &isnull);
-		ap->applied_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
-		d = SPI_getbinval(tup, desc, 11, &isnull);
-		ap->live_snapshot = isnull ? (Datum) 0 : datumCopy(d, false, -1);
-		d = SPI_getbinval(tup, desc, 12, &isnull);
-		ap->live_snapshot_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
-		ap->failed = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
-		ap->p->statement_timeout = handler_timeout(SPI_getvalue(tup, desc, 15),
-												   server_statement_timeout);
-		ap->p->lock_timeout = handler_timeout(SPI_getvalue(tup, desc, 16),
-											  server_lock_timeout);
-		ap->new_applied_lsn = ap->applied_lsn;
+		state_from_row(ap, tup, desc);
+		ap->p->statement_timeout =
+			handler_timeout(SPI_getvalue(tup, desc, SPI_fnumber(desc, "statement_timeout")),
+							server_statement_timeout);
+		ap->p->lock_timeout =
+			handler_timeout(SPI_getvalue(tup, desc, SPI_fnumber(desc, "lock_timeout")),
+							server_lock_timeout);
 		result = lappend(result, ap);
 		MemoryContextSwitchTo(old);
 	}
@@ -186,37 +202,164 @@ load_rows(KeptPlan *kp, int nargs, Oid *types, Datum *values, const char *nulls,
  * ones have work when their checkpoint is behind the last logged commit
  * ("logged"), or behind "target" (somebody waits), or far behind what was
  * decoded ("upto": to let the slot go); one that reads the table always
- * has.  The whole row, as load_projections reads it: a live unit applies
- * it in this transaction without reading it again.
+ * has.  In the current memory context; a live unit applies it in this
+ * transaction without reading its row again.
+ *
+ * A worker picks for each unit, and a live unit under a steady stream of
+ * appends is a few events: the pick is kept small.  The rows are found
+ * through the primary key, by the names of the async projections: every
+ * unit updates its projection's row, so that the table spans many pages
+ * once a long transaction has held back their pruning (a slow handler's
+ * unit, a catch-up step), and VACUUM does not give those pages back while
+ * workers use the table.  And what changes only with a projection's
+ * definition (its handler, its owner's timeouts: load_projections) is
+ * kept by the worker between units (pick_cache).
  */
 static KeptPlan pick_plan = {
-	LOAD_COLUMNS
-	" WHERE p.mode OPERATOR(pg_catalog.=) 'async' AND NOT p.paused AND p.failed_at IS NULL"
+	"SELECT p.name, p.on_error, p.phase, p.caught_up_to, p.last_position,"
+	"       p.applied_lsn, p.live_snapshot, p.live_snapshot_lsn,"
+	"       p.failed_at IS NOT NULL AS failed"
+	"  FROM ONLY es.projections p"
+	" WHERE p.name OPERATOR(pg_catalog.=) ANY ($5::pg_catalog.text[])"
+	"   AND p.mode OPERATOR(pg_catalog.=) 'async' AND NOT p.paused AND p.failed_at IS NULL"
 	"   AND (p.phase OPERATOR(pg_catalog.<>) 'live' OR p.applied_lsn IS NULL"
-	"        OR (p.applied_lsn OPERATOR(pg_catalog.<) $3"
-	"            AND (p.applied_lsn OPERATOR(pg_catalog.<) $4"
-	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $5"
-	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $6)))"
+	"        OR (p.applied_lsn OPERATOR(pg_catalog.<) $1"
+	"            AND (p.applied_lsn OPERATOR(pg_catalog.<) $2"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $3"
+	"                 OR p.applied_lsn OPERATOR(pg_catalog.<) $4)))"
 	" ORDER BY p.last_applied_at NULLS FIRST, p.name"
-	" LIMIT 1 FOR NO KEY UPDATE OF p SKIP LOCKED", NULL
+	" LIMIT 1 FOR NO KEY UPDATE OF p SKIP LOCKED", NULL, CURSOR_OPT_GENERIC_PLAN
 };
+
+static KeptPlan names_plan = {
+	"SELECT pg_catalog.array_agg(p.name) FROM ONLY es.projections p"
+	" WHERE p.mode OPERATOR(pg_catalog.=) 'async'", NULL
+};
+
+/*
+ * The worker's cache: the names of the async projections (a text[]), and
+ * the projections it picked, as load_projections read them.  Read again
+ * when a change of a projection's state committed since (registry_gen,
+ * see projector_xact_callback), and at least every second (a change of a
+ * handler owner's settings, or of the table by hand).
+ */
+static MemoryContext pick_cxt = NULL;
+static Datum pick_names = (Datum) 0;
+static List *pick_projections = NIL;
+static uint32 pick_gen = 0;
+static TimestampTz pick_at = 0;
+
+static uint32
+registry_gen_read(void)
+{
+	pg_memory_barrier();
+	return pg_atomic_read_u32(&projector->registry_gen);
+}
+
+static void
+pick_cache(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint32		registry_gen = registry_gen_read();
+	bool		isnull;
+	Datum		d;
+
+	if (pick_cxt != NULL && pick_names != (Datum) 0 && pick_gen == registry_gen &&
+		!TimestampDifferenceExceeds(pick_at, now, 1000))
+		return;
+	if (pick_cxt == NULL)
+		pick_cxt = AllocSetContextCreate(TopMemoryContext, "es projection worker cache",
+										 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(pick_cxt);
+	pick_names = (Datum) 0;
+	pick_projections = NIL;
+	SPI_connect();
+	spi_run(&names_plan, 0, NULL, NULL, NULL, false);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		MemoryContext old = MemoryContextSwitchTo(pick_cxt);
+
+		pick_names = datumCopy(d, false, -1);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	pick_gen = registry_gen;
+	pick_at = now;
+}
+
+/* The projection named, from the cache, else read (with its row locked) */
+static Projection *
+pick_projection_def(const char *name)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	List	   *aps;
+
+	foreach(lc, pick_projections)
+	{
+		Projection *p = lfirst(lc);
+
+		if (strcmp(p->name, name) == 0)
+			return p;
+	}
+	/* as its row is now: ours, locked */
+	old = MemoryContextSwitchTo(pick_cxt);
+	PushActiveSnapshot(GetLatestSnapshot());
+	aps = load_projections(name, false);
+	PopActiveSnapshot();
+	if (aps != NIL)
+		pick_projections = lappend(pick_projections, ((AsyncProjection *) linitial(aps))->p);
+	MemoryContextSwitchTo(old);
+	return aps != NIL ? ((AsyncProjection *) linitial(aps))->p : NULL;
+}
 
 AsyncProjection *
 pick_projection(XLogRecPtr upto, XLogRecPtr target, XLogRecPtr logged)
 {
-	Oid			types[6] = {TEXTOID, OIDOID, PG_LSNOID, PG_LSNOID, PG_LSNOID, PG_LSNOID};
-	Datum		values[6];
-	char		nulls[6] = {'n', ' ', ' ', ' ', ' ', ' '};
-	List	   *aps;
+	Oid			types[5] = {PG_LSNOID, PG_LSNOID, PG_LSNOID, PG_LSNOID, TEXTARRAYOID};
+	Datum		values[5];
+	MemoryContext cxt = CurrentMemoryContext;
+	AsyncProjection *ap = NULL;
+	char	   *name = NULL;
 
-	values[0] = (Datum) 0;		/* LOAD_COLUMNS takes $2 only */
-	values[1] = ObjectIdGetDatum(MyDatabaseId);
-	values[2] = LSNGetDatum(upto);
-	values[3] = LSNGetDatum(Min(target, upto));
-	values[4] = LSNGetDatum(upto > RAISE_EVERY_BYTES ? upto - RAISE_EVERY_BYTES : 0);
-	values[5] = LSNGetDatum(Min(logged, upto));
-	aps = load_rows(&pick_plan, 6, types, values, nulls, false);
-	return aps != NIL ? linitial(aps) : NULL;
+	pick_cache();
+	if (pick_names == (Datum) 0)
+		return NULL;			/* no async projection */
+	values[0] = LSNGetDatum(upto);
+	values[1] = LSNGetDatum(Min(target, upto));
+	values[2] = LSNGetDatum(upto > RAISE_EVERY_BYTES ? upto - RAISE_EVERY_BYTES : 0);
+	values[3] = LSNGetDatum(Min(logged, upto));
+	values[4] = pick_names;
+	SPI_connect();
+	spi_run(&pick_plan, 5, types, values, NULL, false);
+	if (SPI_processed > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		ap = palloc0(sizeof(AsyncProjection));
+		name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		state_from_row(ap, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	if (ap == NULL)
+		return NULL;
+
+	/*
+	 * A change committed since the cache was read, which the pick's
+	 * snapshot may show (it was counted before it became visible): read
+	 * the definition again.  The row is ours now: it cannot change again
+	 * until we commit.
+	 */
+	if (registry_gen_read() != pick_gen)
+	{
+		MemoryContextReset(pick_cxt);
+		pick_names = (Datum) 0;
+		pick_projections = NIL;
+	}
+	ap->p = pick_projection_def(name);
+	return ap->p != NULL ? ap : NULL;
 }
 
 /*

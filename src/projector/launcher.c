@@ -66,6 +66,7 @@ ProjectorShmemStartup(void)
 		SpinLockInit(&projector->mutex);
 		pg_atomic_init_u64(&projector->progress, 0);
 		pg_atomic_init_u32(&projector->waiters, 0);
+		pg_atomic_init_u32(&projector->registry_gen, 0);
 		ConditionVariableInit(&projector->progress_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -176,6 +177,13 @@ projector_xact_callback(XactEvent event, void *arg)
 	Latch	   *latch = NULL;
 	Latch	   *launcher = NULL;
 
+	/*
+	 * An async projection's state changes: the workers read their cache
+	 * again (pick_cache).  Before the change is visible, so that a worker
+	 * whose snapshot shows it also sees the new count.
+	 */
+	if (event == XACT_EVENT_PRE_COMMIT && wake_at_commit && projector != NULL)
+		pg_atomic_fetch_add_u32(&projector->registry_gen, 1);
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;

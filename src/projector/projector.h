@@ -128,6 +128,8 @@ typedef struct ProjectorShared
 	/* es.wait_for_projection: what it waits on (projector_progress) */
 	pg_atomic_uint64 progress;	/* bumped after each commit that matters */
 	pg_atomic_uint32 waiters;	/* backends asleep on progress_cv */
+	/* bumped before a change of an async projection's state commits */
+	pg_atomic_uint32 registry_gen;
 	ConditionVariable progress_cv;
 	ProjectorDb dbs[FLEXIBLE_ARRAY_MEMBER];	/* es.max_projector_databases */
 } ProjectorShared;
@@ -205,6 +207,7 @@ typedef struct KeptPlan
 {
 	const char *sql;
 	SPIPlanPtr	plan;
+	int			cursor_options; /* CURSOR_OPT_GENERIC_PLAN: never plan again per call */
 } KeptPlan;
 
 typedef enum BatchResult

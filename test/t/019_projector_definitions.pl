@@ -1,0 +1,104 @@
+# Copyright (c) 2026, es contributors
+#
+# 019_projector_definitions.pl: a projection worker keeps, between its
+# units, the names of the async projections and the definitions (handler,
+# event types, owner's timeouts) of those it applied, so that its pick of
+# the next projection is one indexed statement.  A change of a
+# projection's definition is never applied with the old one.
+#
+# - A projection dropped and created again under the same name with
+#   another handler, in two transactions or in one, then appended to at
+#   once (well within the second after which a worker reads its cache
+#   again anyway): every event after the change reaches the new handler's
+#   table only, exactly once, and the old handler's table gets nothing
+#   more.  Five rounds, the handler alternating.
+# - A projection created while the workers run live units of another is
+#   picked up and caught up (its name was not in their cache).
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use EsNode;
+
+my $node = es_node('projector_definitions');
+my $db = 'defs';
+$node->safe_psql('postgres', "CREATE DATABASE $db");
+$node->safe_psql($db, q{
+CREATE EXTENSION es;
+CREATE TABLE public.seen_one (global_position bigint NOT NULL);
+CREATE TABLE public.seen_two (global_position bigint NOT NULL);
+CREATE TABLE public.seen_other (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_one(e es.event) RETURNS void LANGUAGE sql AS
+  $$ INSERT INTO public.seen_one VALUES (e.global_position) $$;
+CREATE FUNCTION public.h_two(e es.event) RETURNS void LANGUAGE sql AS
+  $$ INSERT INTO public.seen_two VALUES (e.global_position) $$;
+CREATE FUNCTION public.h_other(e es.event) RETURNS void LANGUAGE sql AS
+  $$ INSERT INTO public.seen_other VALUES (e.global_position) $$;
+SELECT es.create_projection('other', 'public.h_other(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_other'::regclass]);
+SELECT es.create_projection('p', 'public.h_one(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_one'::regclass]);
+SELECT es.append_event('s-0', 'Happened', '{}');
+});
+is($node->safe_psql($db, q{SELECT es.wait_for_projection('p', NULL, '60 seconds')}),
+	't', 'p is live with h_one');
+
+my %table = (h_one => 'seen_one', h_two => 'seen_two');
+my $handler = 'h_one';
+foreach my $round (1 .. 5)
+{
+	my $old = $handler;
+	$handler = $old eq 'h_one' ? 'h_two' : 'h_one';
+	my $one_xact = $round % 2 == 0;
+	# the new handler's table starts empty: its catch-up fills it again
+	$node->safe_psql($db, "TRUNCATE public.$table{$handler}");
+	my $old_before = $node->safe_psql($db, "SELECT count(*) FROM public.$table{$old}");
+	my $change = qq{
+SELECT es.drop_projection('p');
+SELECT es.create_projection('p', 'public.$handler(es.event)', mode => 'async',
+                            tables => ARRAY['public.$table{$handler}'::regclass]);
+};
+	$change = "BEGIN; $change COMMIT;" if $one_xact;
+	# the projection is live again at once (little to catch up); then
+	# events, as fast as they can come
+	$node->safe_psql($db, $change . qq{
+SELECT es.wait_for_projection('p', NULL, '60 seconds');
+SELECT es.append_event('s-$round', 'Happened', '{}') FROM generate_series(1, 20);
+});
+	is($node->safe_psql($db, q{SELECT es.wait_for_projection('p', NULL, '60 seconds')}),
+		't', "round $round: p applied everything");
+	my $how = $one_xact ? 'in one transaction' : 'in two transactions';
+	is( $node->safe_psql(
+			$db, qq{SELECT (SELECT count(*) FROM public.$table{$handler}) = count(*)
+                  AND (SELECT count(DISTINCT global_position) FROM public.$table{$handler}) = count(*)
+                 FROM es.events}),
+		't',
+		"round $round ($how, $old to $handler): $handler got every event exactly once");
+	is($node->safe_psql($db, "SELECT count(*) FROM public.$table{$old}"),
+		$old_before, "round $round: $old got nothing after it was replaced");
+}
+
+# a projection created while the other two are live
+$node->safe_psql($db, q{
+CREATE TABLE public.seen_late (global_position bigint NOT NULL);
+CREATE FUNCTION public.h_late(e es.event) RETURNS void LANGUAGE sql AS
+  $$ INSERT INTO public.seen_late VALUES (e.global_position) $$;
+SELECT es.append_event('s-late', 'Happened', '{}') FROM generate_series(1, 20);
+SELECT es.create_projection('late', 'public.h_late(es.event)', mode => 'async',
+                            tables => ARRAY['public.seen_late'::regclass]);
+SELECT es.append_event('s-late', 'Happened', '{}') FROM generate_series(1, 20);
+});
+is($node->safe_psql($db, q{SELECT es.wait_for_projection('late', NULL, '60 seconds')}),
+	't', 'a projection created while the workers run is caught up and live');
+is( $node->safe_psql(
+		$db, q{SELECT (SELECT count(DISTINCT global_position) FROM public.seen_late) = count(*)
+                  AND (SELECT count(*) FROM public.seen_late) = count(*)
+                  AND (SELECT count(*) FROM public.seen_other) = count(*)
+                 FROM es.events}),
+	't', 'it and the other projection hold every event exactly once');
+
+$node->stop;
+done_testing();
