@@ -104,6 +104,7 @@ es_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 	upcast_proc_callback(arg, cacheid, hashvalue);
 	project_proc_callback(arg, cacheid, hashvalue);
 	fold_proc_callback(arg, cacheid, hashvalue);
+	pick_proc_callback(arg, cacheid, hashvalue);
 }
 
 /*

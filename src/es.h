@@ -233,6 +233,7 @@ extern void projector_process_utility(PlannedStmt *pstmt, const char *queryStrin
 									  DestReceiver *dest, QueryCompletion *qc);
 extern PGDLLIMPORT ProcessUtility_hook_type prev_process_utility;
 extern void projector_note_append(void);
+extern void pick_proc_callback(Datum arg, int cacheid, uint32 hashvalue);
 extern int	es_max_projection_workers;
 
 #define MAX_PROJECTION_WORKERS 32	/* es.max_projection_workers at most */

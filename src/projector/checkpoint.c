@@ -17,6 +17,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -248,6 +249,17 @@ static Datum pick_names = (Datum) 0;
 static List *pick_projections = NIL;
 static uint32 pick_gen = 0;
 static TimestampTz pick_at = 0;
+static bool pick_stale = false;
+
+/*
+ * A function changed (CREATE OR REPLACE of a handler: its language, its
+ * SET clauses): the definitions kept hold its FmgrInfo; read them again.
+ */
+void
+pick_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	pick_stale = true;
+}
 
 static uint32
 registry_gen_read(void)
@@ -265,8 +277,9 @@ pick_cache(void)
 	Datum		d;
 
 	if (pick_cxt != NULL && pick_names != (Datum) 0 && pick_gen == registry_gen &&
-		!TimestampDifferenceExceeds(pick_at, now, 1000))
+		!pick_stale && !TimestampDifferenceExceeds(pick_at, now, 1000))
 		return;
+	pick_stale = false;
 	if (pick_cxt == NULL)
 		pick_cxt = AllocSetContextCreate(TopMemoryContext, "es projection worker cache",
 										 ALLOCSET_SMALL_SIZES);
@@ -348,11 +361,14 @@ pick_projection(XLogRecPtr upto, XLogRecPtr target, XLogRecPtr logged)
 
 	/*
 	 * A change committed since the cache was read, which the pick's
-	 * snapshot may show (it was counted before it became visible): read
-	 * the definition again.  The row is ours now: it cannot change again
+	 * snapshot may show (it was counted before it became visible), or a
+	 * function changed: read the definition again.  A function changed
+	 * before what the snapshot shows (an append made after CREATE OR
+	 * REPLACE returned) has sent its invalidations by now: take them.  The row is ours now: it cannot change again
 	 * until we commit.
 	 */
-	if (registry_gen_read() != pick_gen)
+	AcceptInvalidationMessages();
+	if (registry_gen_read() != pick_gen || pick_stale)
 	{
 		MemoryContextReset(pick_cxt);
 		pick_names = (Datum) 0;

@@ -14,6 +14,10 @@
 #   more.  Five rounds, the handler alternating.
 # - A projection created while the workers run live units of another is
 #   picked up and caught up (its name was not in their cache).
+# - A handler replaced (CREATE OR REPLACE) by one in another language, then
+#   appended to at once, six times: the new function runs (the kept
+#   definition holds the function's call info, which named the old
+#   language's handler).
 
 use strict;
 use warnings;
@@ -99,6 +103,34 @@ is( $node->safe_psql(
                   AND (SELECT count(*) FROM public.seen_other) = count(*)
                  FROM es.events}),
 	't', 'it and the other projection hold every event exactly once');
+
+# the live handler of 'other' is replaced, by a PL/pgSQL function, then
+# by an SQL one again, and so on, each time appended to at once (well
+# within the second after which a worker reads its cache anyway); from
+# now on it stores minus the position
+foreach my $round (1 .. 6)
+{
+	my $language = $round % 2 ? 'plpgsql' : 'sql';
+	my $body = $round % 2
+	  ? 'BEGIN INSERT INTO public.seen_other VALUES (- e.global_position); END'
+	  : 'INSERT INTO public.seen_other VALUES (- e.global_position)';
+	$node->safe_psql($db, qq{
+CREATE OR REPLACE FUNCTION public.h_other(e es.event) RETURNS void LANGUAGE $language AS
+  \$\$ $body \$\$;
+SELECT es.append_event('s-replaced', 'Happened', '{}') FROM generate_series(1, 5);
+});
+	my ($rc, $out, $err) = $node->psql($db,
+		q{SELECT es.wait_for_projection('other', NULL, '60 seconds')});
+	is($out, 't', "round $round: after its handler was replaced by a $language one, other applied everything")
+	  or diag($err);
+}
+my $events = $node->safe_psql($db, 'SELECT count(*) FROM es.events');
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FILTER (WHERE global_position < 0) || ' ' || count(DISTINCT abs(global_position)) || ' ' || count(*)
+                 || ' ' || (SELECT coalesce(last_error, 'none') FROM es.projections WHERE name = 'other')
+                 FROM public.seen_other}),
+	"30 $events $events none",
+	'the new functions got the 30 events appended after the changes, every event once, no error');
 
 $node->stop;
 done_testing();
