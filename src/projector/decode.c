@@ -4,7 +4,8 @@
  *	  Decoding: the projector reads the WAL through its replication slot
  *	  and PostgreSQL's own pgoutput (the publication es_events), and keeps,
  *	  for each committed transaction, in commit order, the global positions
- *	  of the es.events rows it inserted (DecodedXact).
+ *	  of the es.events rows it inserted (DecodedXact), and logs them in
+ *	  batch files that its projection workers read.
  *
  * Copyright (c) 2026, es developers
  *
@@ -12,19 +13,18 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xlogutils.h"
+#include "common/file_utils.h"
 #include "libpq/pqformat.h"
 #include "nodes/makefuncs.h"
 #include "replication/decode.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-
-#include "access/transam.h"
-#include "common/file_utils.h"
-#include "storage/fd.h"
 
 #include "es.h"
 #include "projector/projector.h"
@@ -629,11 +629,9 @@ static XLogRecPtr listed_upto = InvalidXLogRecPtr;
  * LOGGED_RECENT of them are kept: with those, a worker that listed the
  * directory up to a point can extend its list without reading the
  * directory again, as long as no file after that point was dropped from
- * them (recent_from says).  A worker that spent a unit on a slow
- * projection comes back a second or more behind: the ring holds several
- * seconds of files at a high rate, because reading a directory where a
- * projection far behind keeps thousands of files takes longer than the
- * unit of a fast one.
+ * them (recent_from says): a worker back from a slow projection's unit is
+ * a second behind, and listing a directory where a projection far behind
+ * keeps thousands of files takes longer than a fast projection's unit.
  */
 void
 decoded_note_file(XLogRecPtr before, XLogRecPtr end)
@@ -666,6 +664,7 @@ decoded_list_recent(XLogRecPtr upto)
 {
 	static XLogRecPtr *recent = NULL;
 	XLogRecPtr	trimmed;
+	bool		extend;
 	int			lo = 0;
 	int			hi;
 	int			n = 0;
@@ -676,24 +675,21 @@ decoded_list_recent(XLogRecPtr upto)
 	SpinLockAcquire(&projector->mutex);
 	trimmed = my_db->trimmed_upto;
 	hi = my_db->nrecent;
-	if (hi > 0 && my_db->recent_from <= listed_upto)
+	extend = hi > 0 && my_db->recent_from <= listed_upto;
+	/* copy only those after listed_upto, up to "upto" */
+	while (extend && lo < hi)
 	{
-		/* copy only those after listed_upto, up to "upto" */
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
+		int			mid = lo + (hi - lo) / 2;
 
-			if (RECENT(mid) <= listed_upto)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < my_db->nrecent && RECENT(lo) <= upto; lo++)
-			recent[n++] = RECENT(lo);
-		hi = -1;				/* extended */
+		if (RECENT(mid) <= listed_upto)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	for (; extend && lo < my_db->nrecent && RECENT(lo) <= upto; lo++)
+		recent[n++] = RECENT(lo);
 	SpinLockRelease(&projector->mutex);
-	if (hi != -1)
+	if (!extend)
 		return;
 	for (i = 0; i < nlisted && listed[i] <= trimmed; i++)
 		;
@@ -780,11 +776,9 @@ decoded_load(XLogRecPtr after, XLogRecPtr upto, int64 want)
 
 	/*
 	 * The list, extended to "upto" if it can be.  A projection behind what
-	 * it lists (a slow one) takes a unit from it, and stops at listed_upto
-	 * at most: listing the directory again for each of its units, as the
-	 * files noted since are too many to extend the list, would read every
-	 * file name it keeps (thousands) while the projector adds files.  Else,
-	 * or if a file of it is gone, the directory.
+	 * it lists (a slow one) takes its unit from it, up to listed_upto:
+	 * listing again would read the thousands of names it keeps.  Else, or
+	 * if a listed file is gone, the directory.
 	 */
 	if (listed != NULL && upto > listed_upto)
 		decoded_list_recent(upto);
