@@ -241,8 +241,9 @@ static KeptPlan names_plan = {
  * The worker's cache: the names of the async projections (a text[]), and
  * the projections it picked, as load_projections read them.  Read again
  * when a change of a projection's state committed since (registry_gen,
- * see projector_xact_callback), and at least every second (a change of a
- * handler owner's settings, or of the table by hand).
+ * see projector_xact_callback), when a function changed
+ * (pick_proc_callback), and at least every second (a change of a handler
+ * owner's settings, or of the table by hand).
  */
 static MemoryContext pick_cxt = NULL;
 static Datum pick_names = (Datum) 0;
@@ -364,8 +365,8 @@ pick_projection(XLogRecPtr upto, XLogRecPtr target, XLogRecPtr logged)
 	 * snapshot may show (it was counted before it became visible), or a
 	 * function changed: read the definition again.  A function changed
 	 * before what the snapshot shows (an append made after CREATE OR
-	 * REPLACE returned) has sent its invalidations by now: take them.  The row is ours now: it cannot change again
-	 * until we commit.
+	 * REPLACE returned) has sent its invalidations by now: take them.  The
+	 * row is ours now: it cannot change again until we commit.
 	 */
 	AcceptInvalidationMessages();
 	if (registry_gen_read() != pick_gen || pick_stale)
