@@ -31,6 +31,7 @@ ProjectorShared *projector = NULL;
 static bool appended_in_xact = false;
 static bool wake_at_commit = false;
 static bool changed_at_commit = false;	/* wake es.wait_for_projection */
+static bool projection_in_xact = false; /* a projection changed: no PREPARE */
 ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* ------------------------------------------------------------------------
@@ -184,8 +185,19 @@ projector_xact_callback(XactEvent event, void *arg)
 	 */
 	if (event == XACT_EVENT_PRE_COMMIT && wake_at_commit && projector != NULL)
 		pg_atomic_fetch_add_u32(&projector->registry_gen, 1);
+
+	/*
+	 * COMMIT PREPARED runs no callback of ours: it would wake neither the
+	 * projector, nor its workers' caches, nor es.wait_for_projection.
+	 */
+	if (event == XACT_EVENT_PRE_PREPARE && projection_in_xact)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has changed a projection"),
+				 errdetail("The projector and es.wait_for_projection learn of the change when its transaction commits, and COMMIT PREPARED does not tell them.")));
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
-		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
+		event != XACT_EVENT_PREPARE)
 		return;
 	if (!appended_in_xact && !wake_at_commit && !changed_at_commit)
 		return;
@@ -230,6 +242,7 @@ projector_xact_callback(XactEvent event, void *arg)
 	appended_in_xact = false;
 	wake_at_commit = false;
 	changed_at_commit = false;
+	projection_in_xact = false;
 }
 
 void
@@ -386,6 +399,7 @@ Datum
 es_projector_wake(PG_FUNCTION_ARGS)
 {
 	wake_at_commit = true;
+	projection_in_xact = true;
 	PG_RETURN_VOID();
 }
 
@@ -400,6 +414,7 @@ Datum
 es_projection_changed(PG_FUNCTION_ARGS)
 {
 	changed_at_commit = true;
+	projection_in_xact = true;
 	PG_RETURN_VOID();
 }
 

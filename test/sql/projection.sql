@@ -258,6 +258,16 @@ SELECT es.stream_version('pj-1') = :v1 AS version_unchanged, pj_balances_ok(), p
 DROP TABLE pj_before;
 
 -- ---------------------------------------------------------------------------
+-- Two-phase commit after a change of a projection: refused (COMMIT PREPARED
+-- would not wake es.wait_for_projection), and the change rolled back
+-- ---------------------------------------------------------------------------
+BEGIN;
+SELECT es.pause_projection('pj_balances');
+PREPARE TRANSACTION 'es_2pc_projection';
+SELECT status FROM es.projection_status WHERE name = 'pj_balances';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+
+-- ---------------------------------------------------------------------------
 -- Pause and resume
 -- ---------------------------------------------------------------------------
 SELECT es.pause_projection('pj_balances');

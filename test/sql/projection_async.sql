@@ -252,6 +252,13 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT pa.try($$SELECT es.wait_for_projection('pa_counts')$$);
 COMMIT;
 SELECT pa.try($$SELECT es.create_projection('pa_counts', 'pa.count_handler(es.event)')$$);
+-- two-phase commit after a change of an async projection: refused (COMMIT
+-- PREPARED would not tell the projector), and the change rolled back
+BEGIN;
+SELECT es.pause_projection('pa_counts');
+PREPARE TRANSACTION 'es_2pc_projection';
+SELECT paused FROM es.projections WHERE name = 'pa_counts';
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
 
 -- ---------------------------------------------------------------------------
 -- The last async projection gone: no slot, no publication, no projector
