@@ -262,6 +262,15 @@ pick_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 	pick_stale = true;
 }
 
+/* Forget the names and the definitions kept */
+static void
+pick_forget(void)
+{
+	MemoryContextReset(pick_cxt);
+	pick_names = (Datum) 0;
+	pick_projections = NIL;
+}
+
 static uint32
 registry_gen_read(void)
 {
@@ -284,9 +293,7 @@ pick_cache(void)
 	if (pick_cxt == NULL)
 		pick_cxt = AllocSetContextCreate(TopMemoryContext, "es projection worker cache",
 										 ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(pick_cxt);
-	pick_names = (Datum) 0;
-	pick_projections = NIL;
+	pick_forget();
 	SPI_connect();
 	spi_run(&names_plan, 0, NULL, NULL, NULL, false);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -370,11 +377,7 @@ pick_projection(XLogRecPtr upto, XLogRecPtr target, XLogRecPtr logged)
 	 */
 	AcceptInvalidationMessages();
 	if (registry_gen_read() != pick_gen || pick_stale)
-	{
-		MemoryContextReset(pick_cxt);
-		pick_names = (Datum) 0;
-		pick_projections = NIL;
-	}
+		pick_forget();
 	ap->p = pick_projection_def(name);
 	return ap->p != NULL ? ap : NULL;
 }

@@ -125,17 +125,8 @@ END
 sub create_seen
 {
 	my ($db, $name, $sleep) = @_;
-	my $pause = $sleep ? "PERFORM pg_catalog.pg_sleep($sleep);" : '';
-	$node->safe_psql($db, qq{
-CREATE TABLE public.seen_$name (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE plpgsql AS \$\$
-BEGIN
-  $pause
-  INSERT INTO public.seen_$name VALUES (e.global_position);
-END \$\$;
-SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_$name'::regclass]);
-});
+	$node->safe_psql($db,
+		es_seen_sql($name, before => $sleep ? "PERFORM pg_catalog.pg_sleep($sleep);" : ''));
 }
 
 # A gate public.release_gate, and an async projection $name whose handler
@@ -144,19 +135,12 @@ SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async'
 sub create_stuck
 {
 	my ($db, $name) = @_;
-	$node->safe_psql($db, qq{
-CREATE TABLE public.release_gate (released boolean);
-CREATE TABLE public.seen_$name (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE plpgsql AS \$\$
-BEGIN
-  WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
+	$node->safe_psql($db,
+		"CREATE TABLE public.release_gate (released boolean);\n"
+		  . es_seen_sql(
+			$name, before => 'WHILE NOT EXISTS (SELECT FROM public.release_gate) LOOP
     PERFORM pg_catalog.pg_sleep(0.05);
-  END LOOP;
-  INSERT INTO public.seen_$name VALUES (e.global_position);
-END \$\$;
-SELECT es.create_projection('$name', 'public.h_$name(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_$name'::regclass]);
-});
+  END LOOP;'));
 	return;
 }
 
@@ -407,18 +391,10 @@ foreach my $name (@cu_fast)
 }
 # 600 events at 20 ms (the later ones at once): a catch-up of about 12
 # steps of a second.
-$node->safe_psql($kdb, q{
-CREATE TABLE public.seen_cu_slow (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_cu_slow(e es.event) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  IF e.stream_id LIKE 'cu-%' THEN
+$node->safe_psql($kdb,
+	es_seen_sql('cu_slow', before => q{IF e.stream_id LIKE 'cu-%' THEN
     PERFORM pg_catalog.pg_sleep(0.02);
-  END IF;
-  INSERT INTO public.seen_cu_slow VALUES (e.global_position);
-END $$;
-SELECT es.create_projection('cu_slow', 'public.h_cu_slow(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_cu_slow'::regclass]);
-});
+  END IF;}));
 my $appender = IPC::Run::start(
 	[
 		'psql', '-X', '-At', '-d', $node->connstr($kdb), '-c', q{

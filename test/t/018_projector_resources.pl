@@ -30,19 +30,7 @@ my $node = es_node('projector_resources',
 my $db = 'slots';
 my $offset = -s $node->logfile;
 $node->safe_psql('postgres', "CREATE DATABASE $db");
-$node->safe_psql($db, q{
-CREATE EXTENSION es;
-CREATE TABLE public.seen_a (global_position bigint NOT NULL);
-CREATE TABLE public.seen_b (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_a(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_a VALUES (e.global_position) $$;
-CREATE FUNCTION public.h_b(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_b VALUES (e.global_position) $$;
-SELECT es.create_projection('a', 'public.h_a(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_a'::regclass]);
-SELECT es.create_projection('b', 'public.h_b(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_b'::regclass]);
-});
+$node->safe_psql($db, "CREATE EXTENSION es;\n" . es_seen_sql('a') . es_seen_sql('b'));
 foreach my $name (qw(a b))
 {
 	is($node->safe_psql($db, qq{SELECT es.wait_for_projection('$name', NULL, '60 seconds')}),

@@ -30,23 +30,12 @@ use EsNode;
 my $node = es_node('projector_definitions');
 my $db = 'defs';
 $node->safe_psql('postgres', "CREATE DATABASE $db");
-$node->safe_psql($db, q{
-CREATE EXTENSION es;
-CREATE TABLE public.seen_one (global_position bigint NOT NULL);
-CREATE TABLE public.seen_two (global_position bigint NOT NULL);
-CREATE TABLE public.seen_other (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_one(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_one VALUES (e.global_position) $$;
-CREATE FUNCTION public.h_two(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_two VALUES (e.global_position) $$;
-CREATE FUNCTION public.h_other(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_other VALUES (e.global_position) $$;
-SELECT es.create_projection('other', 'public.h_other(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_other'::regclass]);
-SELECT es.create_projection('p', 'public.h_one(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_one'::regclass]);
-SELECT es.append_event('s-0', 'Happened', '{}');
-});
+$node->safe_psql($db,
+	    "CREATE EXTENSION es;\n"
+	  . es_seen_sql('two', projection => '')
+	  . es_seen_sql('other')
+	  . es_seen_sql('one', projection => 'p')
+	  . q{SELECT es.append_event('s-0', 'Happened', '{}');});
 is($node->safe_psql($db, q{SELECT es.wait_for_projection('p', NULL, '60 seconds')}),
 	't', 'p is live with h_one');
 
@@ -86,15 +75,8 @@ SELECT es.append_event('s-$round', 'Happened', '{}') FROM generate_series(1, 20)
 }
 
 # a projection created while the other two are live
-$node->safe_psql($db, q{
-CREATE TABLE public.seen_late (global_position bigint NOT NULL);
-CREATE FUNCTION public.h_late(e es.event) RETURNS void LANGUAGE sql AS
-  $$ INSERT INTO public.seen_late VALUES (e.global_position) $$;
-SELECT es.append_event('s-late', 'Happened', '{}') FROM generate_series(1, 20);
-SELECT es.create_projection('late', 'public.h_late(es.event)', mode => 'async',
-                            tables => ARRAY['public.seen_late'::regclass]);
-SELECT es.append_event('s-late', 'Happened', '{}') FROM generate_series(1, 20);
-});
+my $append_late = q{SELECT es.append_event('s-late', 'Happened', '{}') FROM generate_series(1, 20);};
+$node->safe_psql($db, $append_late . "\n" . es_seen_sql('late') . $append_late);
 is($node->safe_psql($db, q{SELECT es.wait_for_projection('late', NULL, '60 seconds')}),
 	't', 'a projection created while the workers run is caught up and live');
 is( $node->safe_psql(

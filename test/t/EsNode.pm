@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(es_node children_of pg_alive es_poll es_log_matches);
+our @EXPORT = qw(es_node es_seen_sql children_of pg_alive es_poll es_log_matches);
 
 # A started node named $name with es preloaded, wal_level = logical, and the
 # lines of $extra added to postgresql.conf.
@@ -34,6 +34,30 @@ log_statement = none
 } . ($extra // ''));
 	$node->start;
 	return $node;
+}
+
+# SQL that makes a read table public.seen_$name and a handler
+# public.h_$name that records there the position of each event it gets; a
+# PL/pgSQL handler that first runs the statements of "before", when given,
+# else an SQL one. Then an async projection of that handler and table,
+# named "projection" (default $name; '' for none).
+sub es_seen_sql
+{
+	my ($name, %opt) = @_;
+	my $insert = "INSERT INTO public.seen_$name VALUES (e.global_position)";
+	my $projection = $opt{projection} // $name;
+	my $sql = "CREATE TABLE public.seen_$name (global_position bigint NOT NULL);\n";
+	$sql .=
+	  defined $opt{before}
+	  ? "CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE plpgsql AS\n"
+	  . "  \$\$ BEGIN $opt{before} $insert; END \$\$;\n"
+	  : "CREATE FUNCTION public.h_$name(e es.event) RETURNS void LANGUAGE sql AS\n"
+	  . "  \$\$ $insert \$\$;\n";
+	$sql .=
+	  "SELECT es.create_projection('$projection', 'public.h_$name(es.event)', mode => 'async',\n"
+	  . "                            tables => ARRAY['public.seen_$name'::regclass]);\n"
+	  if $projection ne '';
+	return $sql;
 }
 
 # Returns the pids of the processes whose parent is $ppid.
