@@ -84,7 +84,9 @@ state_run(KeptPlan *plan, const char *name)
 /*
  * At commit, wake the projector and its workers (an async projection), or
  * only es.wait_for_projection's waiters (an inline one): what
- * es._projector_wake() and es._projection_changed() do.
+ * es._projector_wake() and es._projection_changed() do.  Every transition
+ * calls it, so that its transaction also refuses PREPARE TRANSACTION
+ * (projector_xact_callback).
  */
 static void
 state_notify(bool async)
@@ -222,10 +224,9 @@ state_create(Datum *values, const char *nulls)
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	async = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									   2, &isnull));
-	if (async)
-		state_notify(true);
-	else
+	if (!async)
 		state_replay(name, 0);
+	state_notify(async);
 }
 
 static KeptPlan pause_async_plan = {
@@ -282,6 +283,7 @@ state_resume(StateRow *row)
 		state_run(&unpause_inline_plan, row->name);
 		if (!row->paused_at_null)
 			state_replay(row->name, row->paused_at_position);
+		state_notify(false);
 	}
 }
 
@@ -314,6 +316,7 @@ state_rebuild(StateRow *row)
 	state_truncate(row);
 	state_run(&unpause_inline_plan, row->name);
 	state_replay(row->name, 0);
+	state_notify(false);
 }
 
 static KeptPlan drop_plan = {

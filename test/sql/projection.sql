@@ -265,6 +265,10 @@ BEGIN;
 SELECT es.pause_projection('pj_balances');
 PREPARE TRANSACTION 'es_2pc_projection';
 SELECT status FROM es.projection_status WHERE name = 'pj_balances';
+BEGIN;
+SELECT es.create_projection('pj_2pc', 'pj.balance_handler(es.event)', mode => 'inline');
+PREPARE TRANSACTION 'es_2pc_projection';
+SELECT count(*) AS pj_2pc FROM es.projections WHERE name = 'pj_2pc';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
 
 -- ---------------------------------------------------------------------------
