@@ -45,6 +45,7 @@
 #include "utils/typcache.h"
 
 #include "es.h"
+#include "read_int.h"
 
 /* True while es.append* fires the inline trigger (see append.c) */
 bool		projection_inline_firing = false;
@@ -293,18 +294,22 @@ projection_wants(Projection *p, HeapTuple event)
 }
 
 /*
- * Build the (upcast) es.event of a stored row of es.events.  Call between
- * upcast_begin and upcast_end.
+ * Build the (upcast) es.event of a stored row of es.events: its stored
+ * bytes when it can be (read_stored_event), else formed from its values.
+ * Call between upcast_begin and upcast_end.
  */
 HeapTuple
 projection_event_from_row(HeapTuple row, TupleDesc rowdesc)
 {
+	TupleDesc	desc = projection_event_desc();
+	Size		len = read_stored_len(row, rowdesc->natts, read_stored_tail(rowdesc, desc));
 	Datum		values[Natts_events];
 	bool		nulls[Natts_events];
 
+	if (len > 0)
+		return upcast_tuple(read_stored_event(row, len, desc), desc);
 	heap_deform_tuple(row, rowdesc, values, nulls);
-	return upcast_tuple(heap_form_tuple(projection_event_desc(), values, nulls),
-						projection_event_desc());
+	return upcast_tuple(heap_form_tuple(desc, values, nulls), desc);
 }
 
 /*

@@ -48,6 +48,7 @@ extern void read_materialize(FunctionCallInfo fcinfo);
 extern int	read_stored_tail(TupleDesc stored, TupleDesc result);
 extern Size read_stored_len(HeapTuple stored, int natts, int tail);
 extern void read_stored_values(HeapTuple stored, Datum *values, bool *nulls);
+extern HeapTuple read_stored_event(HeapTuple stored, Size len, TupleDesc desc);
 extern void read_put_stored(Tuplestorestate *result, HeapTuple stored, Size len,
 							ReadRowBuf *buf);
 extern bool read_put_upcast(Tuplestorestate *result, HeapTuple stored,

@@ -263,6 +263,36 @@ read_put_stored(Tuplestorestate *result, HeapTuple stored, Size len, ReadRowBuf 
 }
 
 /*
+ * A stored event as a row of es.event ("desc") for a handler, in the
+ * current memory context: its stored bytes, cut after its es.event columns
+ * ("len", read_stored_len's) and said to have that many columns (in a
+ * buffer kept from call to call), then made a composite datum by
+ * heap_copy_tuple_as_datum: that sets whatever the server's minor release
+ * marks datums with, and flattens values stored out of line.
+ */
+HeapTuple
+read_stored_event(HeapTuple stored, Size len, TupleDesc desc)
+{
+	static ReadRowBuf buf = {0};
+	HeapTupleData cut;
+	HeapTuple	row = palloc(sizeof(HeapTupleData));
+
+	if (buf.cxt == NULL)
+		buf.cxt = TopMemoryContext;
+	cut = *stored;
+	cut.t_len = len;
+	cut.t_data = (HeapTupleHeader) read_row_reserve(&buf, len);
+	memcpy(cut.t_data, stored->t_data, len);
+	HeapTupleHeaderSetNatts(cut.t_data, READ_NATTS);
+	cut.t_data->t_infomask &= HEAP_HASVARWIDTH | HEAP_HASEXTERNAL;
+	row->t_data = (HeapTupleHeader) DatumGetPointer(heap_copy_tuple_as_datum(&cut, desc));
+	row->t_len = HeapTupleHeaderGetDatumLength(row->t_data);
+	ItemPointerSetInvalid(&row->t_self);
+	row->t_tableOid = InvalidOid;
+	return row;
+}
+
+/*
  * Write a value of a text or jsonb column at "p" as heap_fill_tuple writes
  * it (a short header when it fits, else aligned for an int), padding with
  * zeros; returns where it ends.

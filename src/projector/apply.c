@@ -145,6 +145,7 @@ apply_unit(ApplyUnit *u)
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = true;
+	bool		ended = projector_user_begin(u->p->search_path);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -179,6 +180,7 @@ apply_unit(ApplyUnit *u)
 		ok = false;
 	}
 	PG_END_TRY();
+	projector_user_end(ended);
 	return ok;
 }
 

@@ -244,6 +244,8 @@ extern char slot_name[NAMEDATALEN];
 extern int	projector_xact_begin(const char *activity);
 extern void projector_xact_end(int guc_level);
 extern void projector_pin_settings(bool at_start, const char *application_name);
+extern bool projector_user_begin(const char *search_path);
+extern void projector_user_end(bool ended);
 extern void stats_flush_idle(void);
 extern void projector_wake_workers(void);
 

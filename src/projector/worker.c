@@ -60,6 +60,76 @@ static BackgroundWorkerHandle *worker_handles[MAX_PROJECTION_WORKERS];
 static TimestampTz stats_pending_since = 0;
 
 /*
+ * The search_path between transactions.  On PostgreSQL 15, ending a GUC
+ * nest level walks every setting (AtEOXact_GUC) as soon as any of them has
+ * a saved value in the transaction.  A handler's path saved for a unit
+ * (es_usercode_run_begin) is such a value: each call's rollback
+ * (es_usercode_end) then walked them all, about 7% of a live unit's time.
+ * So a projection worker keeps the path of the handler it ran last as its
+ * session's value between transactions ("at rest"), and ends the
+ * transaction's es_internal_begin level during a unit's handler calls
+ * (projector_user_begin/end, around apply_unit): a handler with that path
+ * then needs no saved value at all.  es's own statements still run under
+ * es_internal_begin: every transaction starts with it, and it is started
+ * again once the calls are done.  In between (see apply_unit) es runs only
+ * C code that runs no statement and resolves no name, as it does between
+ * the calls of a unit.
+ */
+static int	xact_guc_level = 0; /* projector_xact_begin's, while it runs */
+static char *rest_path = NULL;	/* the session's search_path (NULL: es's) */
+static char *rest_next = NULL;	/* the one to take after this transaction */
+
+/* Make "path" (NULL: ES_SEARCH_PATH) the session's search_path; outside a transaction */
+static void
+rest_on(const char *path)
+{
+	const char *want = path ? path : ES_SEARCH_PATH;
+
+	Assert(!IsTransactionState());
+	if (namespace_search_path != NULL && strcmp(namespace_search_path, want) == 0)
+		return;
+	SetConfigOption("search_path", want, PGC_SUSET, PGC_S_SESSION);
+	if (rest_path != NULL)
+		pfree(rest_path);
+	rest_path = path ? MemoryContextStrdup(TopMemoryContext, path) : NULL;
+}
+
+/*
+ * Before a unit's handler calls, at the transaction's top level: end its
+ * es_internal_begin level, so that "search_path" (the handler's, NULL for
+ * es's) needs no saved value when it is the one at rest.  Returns whether
+ * the level was ended, for projector_user_end.
+ */
+bool
+projector_user_begin(const char *search_path)
+{
+	const char *want = search_path ? search_path : ES_SEARCH_PATH;
+
+	if (rest_next == NULL || strcmp(rest_next, want) != 0)
+	{
+		if (rest_next != NULL)
+			pfree(rest_next);
+		rest_next = MemoryContextStrdup(TopMemoryContext, want);
+	}
+	if (xact_guc_level == 0 || GetCurrentTransactionNestLevel() != 1)
+		return false;
+	es_internal_end(xact_guc_level);
+	return true;
+}
+
+/* The handler calls are done: es's settings again */
+void
+projector_user_end(bool ended)
+{
+	if (ended)
+	{
+		int			level PG_USED_FOR_ASSERTS_ONLY = es_internal_begin();
+
+		Assert(level == xact_guc_level);
+	}
+}
+
+/*
  * Every transaction of the projector that runs es's SQL or handlers, as in
  * worker_spi and the logical replication apply worker: a fresh statement
  * timestamp first (now(), statement_timestamp() and the times es records
@@ -73,7 +143,8 @@ projector_xact_begin(const char *activity)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, activity);
-	return es_internal_begin();
+	xact_guc_level = es_internal_begin();
+	return xact_guc_level;
 }
 
 /*
@@ -85,7 +156,9 @@ void
 projector_xact_end(int guc_level)
 {
 	es_internal_end(guc_level);
+	xact_guc_level = 0;
 	CommitTransactionCommand();
+	rest_on(rest_next);
 	projector_progress();
 	if (pgstat_report_stat(false) > 0)
 	{
@@ -390,9 +463,11 @@ projector_may_leave(void)
  *   "role" or "session_authorization" setting applies to a superuser's
  *   session: it would have the projector create the publication, and run
  *   its statements, as that role.
- * - search_path: ES_SEARCH_PATH.  Its value at PGC_S_SESSION, like a SET;
- *   also its reset value (what RESET and SET ... TO DEFAULT give inside a
- *   handler, the database's path otherwise), which guc.c sets only from a
+ * - search_path: ES_SEARCH_PATH at start, then the path at rest (a
+ *   projection worker's last handler's, see rest_on), as its value at
+ *   PGC_S_SESSION, like a SET.  ES_SEARCH_PATH is also its reset value
+ *   (what RESET and SET ... TO DEFAULT give inside a handler, the
+ *   database's path otherwise), which guc.c sets only from a
  *   source up to PGC_S_OVERRIDE.  Neither keeps a function's own SET
  *   search_path clause (PGC_S_SESSION, the highest source, with
  *   GUC_ACTION_SAVE) from applying to that function; es_usercode_begin
@@ -453,11 +528,18 @@ projector_pin_settings(bool at_start, const char *application_name)
 		CommitTransactionCommand();
 	}
 
-	if (namespace_search_path == NULL ||
-		strcmp(namespace_search_path, ES_SEARCH_PATH) != 0)
+	if (at_start)
 	{
 		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+	}
+	else
+	{
+		/* the path at rest (see rest_on) */
+		const char *want = rest_path ? rest_path : ES_SEARCH_PATH;
+
+		if (namespace_search_path == NULL || strcmp(namespace_search_path, want) != 0)
+			SetConfigOption("search_path", want, PGC_SUSET, PGC_S_SESSION);
 	}
 }
 

@@ -22,6 +22,10 @@
 #   calls any of them (the log table stays empty, the owner stays
 #   NOSUPERUSER), before and after a restart, and creates the publication
 #   as a superuser.
+# - Handlers created under other search_paths (one with the trap's schema
+#   first) run with theirs, whichever handler a worker ran before (a
+#   worker keeps the last one's path between its transactions), and es's
+#   own statements still never reach the trap.
 # - An upcaster registered by its owner runs, in the projector, as that
 #   owner.
 # - A publication es_events created beforehand by the database owner on a
@@ -142,6 +146,19 @@ BEGIN
   INSERT INTO app.seen VALUES ('b_seen', e.global_position,
     pg_catalog.current_setting('work_mem'), pg_catalog.current_setting('search_path'),
     pg_catalog.current_setting('application_name'));
+END $$;
+
+-- Records the search_path it runs with (qualified: it may run under evil).
+CREATE TABLE app.paths (projection text, global_position bigint, search_path text);
+CREATE FUNCTION app.h_path_evil(e es.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO app.paths VALUES ('path_evil', e.global_position,
+    pg_catalog.current_setting('search_path'));
+END $$;
+CREATE FUNCTION app.h_path_app(e es.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO app.paths VALUES ('path_app', e.global_position,
+    pg_catalog.current_setting('search_path'));
 END $$;
 
 CREATE FUNCTION app.h_temp(e es.event) RETURNS void LANGUAGE plpgsql AS $$
@@ -266,8 +283,12 @@ SELECT es.create_projection('b_seen', 'app.h_b_seen(es.event)');
 SELECT es.create_projection('temp_park', 'app.h_temp(es.event)', on_error => 'park');
 SELECT es.create_projection('up', 'app.h_up(es.event)', event_types => '{Up}');
 SELECT es.create_projection('rt', 'app.h_rt(es.event)', tables => '{app.rt}');
+SET search_path = evil, app, pg_catalog;
+SELECT es.create_projection('path_evil', 'app.h_path_evil(es.event)');
+SET search_path = app, pg_catalog;
+SELECT es.create_projection('path_app', 'app.h_path_app(es.event)');
 });
-my @all = qw(who who_set a_leak b_seen temp_park up rt);
+my @all = qw(who who_set a_leak b_seen temp_park up rt path_evil path_app);
 
 # Batches: one transaction of several events, then another.
 sub append_batch
@@ -319,6 +340,19 @@ is( sql(
 		q{SELECT count(DISTINCT projection) || ':' || count(*) FROM app.seen}),
 	'2:' . (2 * $nevents),
 	'both recording handlers saw every event');
+
+# A projection worker keeps the search_path of the handler it ran last as
+# its session's between transactions (worker.c, rest_on): each handler
+# still runs with the path captured when its projection was created, after
+# whichever handler ran before it, and es's own statements do not run with
+# it (check_trap below: with evil first, they would call its operators).
+is( sql(
+		'sec',
+		q{SELECT string_agg(projection || '=' || search_path || ':' || n, ',' ORDER BY projection)
+		    FROM (SELECT projection, search_path, count(*) AS n FROM app.paths
+		           GROUP BY 1, 2) s}),
+	"path_app=app, pg_catalog, pg_temp:$nevents,path_evil=evil, app, pg_catalog, pg_temp:$nevents",
+	'two handlers created under different search_paths each run every event with their own');
 
 # ---------------------------------------------------------------------
 # Security-restricted: no temporary table, the event is parked
