@@ -187,7 +187,10 @@ typedef struct Projection
 	int			statement_timeout;	/* ms per event, 0: none (projector only) */
 	int			lock_timeout;	/* ms, 0: none (projector only) */
 	bool		batch;			/* handler(events es.event[]): async only */
-	struct ArrayBuildState *acc;	/* a batch handler's events, until flushed */
+	char	   *acc;			/* a batch handler's es.event[], until flushed */
+	Size		acc_len;		/* its bytes so far (its header included) */
+	Size		acc_size;		/* allocated */
+	int			acc_n;			/* its events */
 	MemoryContext acc_cxt;
 	int64		acc_first;
 	int64		acc_last;

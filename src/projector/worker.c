@@ -2,9 +2,11 @@
  *
  * worker.c
  *	  The projector of a database: a background worker that attaches to its
- *	  slot, decodes, applies each decoded batch to the live projections,
- *	  steps the projections that catch up, and sleeps on its latch.  Every
- *	  transaction it runs goes through projector_xact_begin/end.
+ *	  slot, decodes, logs each decoded batch for the projection workers
+ *	  (applier.c), starts them, confirms its slot up to the oldest
+ *	  checkpoint, and sleeps on its latch.  Every transaction it and the
+ *	  workers run goes through projector_xact_begin/end, which also keep a
+ *	  worker's search_path between its transactions (rest_on).
  *
  * Copyright (c) 2026, es developers
  *

@@ -74,6 +74,37 @@ SELECT s.status, s.last_error, e.event_type AS stopped_at
   FROM es.projection_status s JOIN es.events e ON e.global_position = s.last_error_position
  WHERE s.name = 'bh_stopped';
 
+-- each event of the array is whole, as es.read_stream returns it: metadata,
+-- a payload stored out of line (64 kB of md5 hex: too big for a row, and
+-- pglz finds no repeats in it), an upcast event; live and catch-up
+CREATE TABLE bh.arrays (projection text, events es.event[]);
+CREATE FUNCTION bh.keep_live(events es.event[]) RETURNS void LANGUAGE sql AS
+$$ INSERT INTO bh.arrays VALUES ('live', events) $$;
+CREATE FUNCTION bh.keep_catchup(events es.event[]) RETURNS void LANGUAGE sql AS
+$$ INSERT INTO bh.arrays VALUES ('catch-up', events) $$;
+SELECT es.register_upcaster('BhOld', 1, rename_fields => '{"amt": "amount"}');
+SELECT es.create_projection('bh_live', 'bh.keep_live(es.event[])',
+                            event_types => ARRAY['BhWhole', 'BhOld']);
+SELECT es.wait_for_projection('bh_live', timeout => '30 seconds');
+BEGIN;
+SELECT es.append('bh-whole', ARRAY[
+    es.new_event('BhWhole', '{"n": 1}', '{"by": "test"}'),
+    es.new_event('BhWhole', jsonb_build_object('big',
+        (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) g))),
+    es.new_event('BhOld', '{"amt": 5}')]) \gset
+COMMIT;
+SELECT es.wait_for_projection('bh_live', timeout => '30 seconds');
+SELECT es.create_projection('bh_catchup', 'bh.keep_catchup(es.event[])',
+                            event_types => ARRAY['BhWhole', 'BhOld']);
+SELECT es.wait_for_projection('bh_catchup', timeout => '30 seconds');
+SELECT a.projection, array_dims(a.events) AS dims,
+       a.events = ARRAY(SELECT r FROM es.read_stream('bh-whole') r) AS same_values,
+       a.events::text = ARRAY(SELECT r FROM es.read_stream('bh-whole') r)::text AS same_text,
+       a.events[3].event_type AS upcast_type, a.events[3].data AS upcast_data,
+       a.events[1].metadata AS metadata, length(a.events[2].data ->> 'big') AS big
+  FROM bh.arrays a ORDER BY a.projection;
+SELECT es.drop_projection('bh_live'), es.drop_projection('bh_catchup');
+
 -- an inline projection takes one event at a time; other signatures are refused
 \set VERBOSITY terse
 SELECT es.create_projection('bh_inline', 'bh.apply(es.event[])', mode => 'inline');
