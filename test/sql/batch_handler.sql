@@ -66,10 +66,15 @@ SELECT n FROM bh.parked_counts WHERE stream_id = 'bh-mixed';
 SELECT e.event_type, pe.sqlstate, pe.message, pe.attempts
   FROM es.projection_errors pe JOIN es.events e USING (global_position)
  WHERE pe.projection = 'bh_parked';
--- stop: stopped at the failing event itself
-SELECT count(*) AS polls FROM generate_series(1, 300) g
- WHERE (SELECT status FROM es.projection_status WHERE name = 'bh_stopped') <> 'failed'
-   AND pg_sleep(0.1) IS NOT NULL;
+-- stop: stopped at the failing event itself (polled from PL/pgSQL, whose
+-- every statement takes a new snapshot: one SELECT would see one state)
+DO $$
+BEGIN
+    FOR i IN 1..300 LOOP
+        EXIT WHEN (SELECT status FROM es.projection_status WHERE name = 'bh_stopped') = 'failed';
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
 SELECT s.status, s.last_error, e.event_type AS stopped_at
   FROM es.projection_status s JOIN es.events e ON e.global_position = s.last_error_position
  WHERE s.name = 'bh_stopped';
