@@ -90,17 +90,25 @@ rest_on(const char *path)
 	Assert(!IsTransactionState());
 	if (namespace_search_path != NULL && strcmp(namespace_search_path, want) == 0)
 		return;
-	SetConfigOption("search_path", want, PGC_SUSET, PGC_S_SESSION);
 	if (rest_path != NULL)
 		pfree(rest_path);
-	rest_path = path ? MemoryContextStrdup(TopMemoryContext, path) : NULL;
+	rest_path = NULL;
+	/* a path guc.c refuses (a row written by hand): es's, and a WARNING */
+	if (set_config_option("search_path", want, PGC_SUSET, PGC_S_SESSION,
+						  GUC_ACTION_SET, true, WARNING, false) <= 0)
+		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
+	else if (path != NULL)
+		rest_path = MemoryContextStrdup(TopMemoryContext, path);
 }
 
 /*
  * Before a unit's handler calls, at the transaction's top level: end its
  * es_internal_begin level, so that "search_path" (the handler's, NULL for
  * es's) needs no saved value when it is the one at rest.  Returns whether
- * the level was ended, for projector_user_end.
+ * the level was ended, for projector_user_end.  apply_unit's callers open
+ * no setting level of their own above the transaction's (that level is the
+ * innermost here); in a subtransaction (batch_failing_event) nothing is
+ * ended, and the handler's path is saved for the unit as before.
  */
 bool
 projector_user_begin(const char *search_path)
@@ -157,7 +165,12 @@ projector_xact_begin(const char *activity)
 void
 projector_xact_end(int guc_level)
 {
-	es_internal_end(guc_level);
+	/*
+	 * The commit undoes es_internal_begin's level (a saved value is
+	 * restored at commit too), after the work done at commit, which thus
+	 * still runs with es's search_path, not the one at rest.
+	 */
+	(void) guc_level;
 	xact_guc_level = 0;
 	CommitTransactionCommand();
 	rest_on(rest_next);
