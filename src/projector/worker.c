@@ -81,24 +81,32 @@ static int	xact_guc_level = 0; /* projector_xact_begin's, while it runs */
 static char *rest_path = NULL;	/* the session's search_path (NULL: es's) */
 static char *rest_next = NULL;	/* the one to take after this transaction */
 
-/* Make "path" (NULL: ES_SEARCH_PATH) the session's search_path; outside a transaction */
+/*
+ * Make "path" (NULL: ES_SEARCH_PATH) the session's search_path, outside a
+ * transaction; also what projector_pin_settings puts back (rest_path).
+ */
 static void
 rest_on(const char *path)
 {
 	const char *want = path ? path : ES_SEARCH_PATH;
+	char	   *keep;
 
 	Assert(!IsTransactionState());
 	if (namespace_search_path != NULL && strcmp(namespace_search_path, want) == 0)
 		return;
-	if (rest_path != NULL)
-		pfree(rest_path);
-	rest_path = NULL;
+	keep = path ? MemoryContextStrdup(TopMemoryContext, path) : NULL;
 	/* a path guc.c refuses (a row written by hand): es's, and a WARNING */
 	if (set_config_option("search_path", want, PGC_SUSET, PGC_S_SESSION,
 						  GUC_ACTION_SET, true, WARNING, false) <= 0)
+	{
 		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
-	else if (path != NULL)
-		rest_path = MemoryContextStrdup(TopMemoryContext, path);
+		if (keep != NULL)
+			pfree(keep);
+		keep = NULL;
+	}
+	if (rest_path != NULL)
+		pfree(rest_path);
+	rest_path = keep;
 }
 
 /*
@@ -549,13 +557,7 @@ projector_pin_settings(bool at_start, const char *application_name)
 		SetConfigOption("search_path", ES_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
 	}
 	else
-	{
-		/* the path at rest (see rest_on) */
-		const char *want = rest_path ? rest_path : ES_SEARCH_PATH;
-
-		if (namespace_search_path == NULL || strcmp(namespace_search_path, want) != 0)
-			SetConfigOption("search_path", want, PGC_SUSET, PGC_S_SESSION);
-	}
+		rest_on(rest_path);		/* the path at rest */
 }
 
 /*
